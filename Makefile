@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DEV_INSTALLED := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEV_INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	touch $@ $(INSTALLED)
+
+## demo: install, build the demo database if missing, triage the sample inbox, print outcomes
+demo: $(INSTALLED)
+	$(VENV)/bin/mediavault demo
+
+## test: install the dev extras, then ruff, mypy and pytest
+test: $(DEV_INSTALLED) lint typecheck unit
+
+lint: $(DEV_INSTALLED)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(DEV_INSTALLED)
+	$(VENV)/bin/mypy
+
+unit: $(DEV_INSTALLED)
+	$(VENV)/bin/pytest
+
+bench: $(INSTALLED)
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf .mediavault .pytest_cache .mypy_cache .ruff_cache build *.egg-info

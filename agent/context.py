@@ -1,0 +1,119 @@
+"""Runtime context: the one settings object every node, tool and command receives.
+
+Nodes read it through ``runtime: Runtime[Context]``; callers pass ``context=Context(...)`` on
+every invoke and resume. Every field has an environment-variable default so that the defaults
+work with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = ".mediavault"
+DEMO_DB_NAME = "sakila_demo.sqlite"
+
+#: Environment variables read by :class:`Context`, documented in the README.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "MEDIAVAULT_DB": "Business database: a Sakila SQLite file (default: the demo database in "
+    "MEDIAVAULT_HOME).",
+    "MEDIAVAULT_HOME": "State directory for the demo database, checkpoints, cases and the audit "
+    "log (default: ./.mediavault).",
+    "MEDIAVAULT_MODEL": "Chat model: `rules` (offline, default) or `openai:<model>`.",
+    "MEDIAVAULT_TODAY": "Business date override (YYYY-MM-DD), e.g. 2006-02-20 for the original "
+    "Sakila data.",
+    "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
+    "reason codes that need review.",
+}
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the agent cannot work with; the message says which and why."""
+
+
+def parse_business_date(value: str | date | None) -> date | None:
+    """Parse an ISO business date, raising :class:`ConfigurationError` with a clear message."""
+    if value is None or isinstance(value, date):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"business date {value!r} is not an ISO date; use YYYY-MM-DD, e.g. 2006-02-20"
+        ) from None
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def _default_home() -> Path:
+    return Path(_env("MEDIAVAULT_HOME") or DEFAULT_HOME)
+
+
+def _default_today() -> date | None:
+    return parse_business_date(_env("MEDIAVAULT_TODAY"))
+
+
+@dataclass(kw_only=True, frozen=True)
+class Context:
+    """Settings for one run of the agent.
+
+    ``db`` is the business database (a Sakila SQLite path); when ``None`` the demo database in
+    ``home`` is used. ``today`` overrides the business date; when ``None`` the date stamped in
+    the database by ``mediavault db init`` is used, and failing that the calendar date.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    db: str | None = field(default_factory=lambda: _env("MEDIAVAULT_DB"))
+    model: str = field(default_factory=lambda: _env("MEDIAVAULT_MODEL") or "rules")
+    today: date | None = field(default_factory=_default_today)
+    review: str = field(default_factory=lambda: _env("MEDIAVAULT_REVIEW") or "all")
+    #: Investigation budgets: beyond any of them the email is escalated, never drafted.
+    max_tool_calls: int = 6
+    max_model_calls: int = 4
+    time_budget_seconds: float = 60.0
+    #: Per-query limits enforced by the data layer.
+    sql_time_budget_seconds: float = 2.0
+    sql_max_rows: int = 100
+    #: Draft validation failures the model may fix before the email is escalated.
+    max_draft_retries: int = 2
+
+    def __post_init__(self) -> None:
+        # Accept strings from callers (CLI flags, notebooks) and validate once, here.
+        object.__setattr__(self, "home", Path(self.home))
+        object.__setattr__(self, "today", parse_business_date(self.today))
+        if not self.model.strip():
+            raise ConfigurationError("model name is empty; use `rules` or `openai:<model>`")
+
+    @property
+    def db_path(self) -> Path:
+        """The business database file (the demo database unless ``db`` is set)."""
+        return Path(self.db) if self.db else self.home / DEMO_DB_NAME
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.home / "checkpoints.sqlite"
+
+    @property
+    def cases_path(self) -> Path:
+        return self.home / "cases.sqlite"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.home / "outbox"
+
+    def with_overrides(self, **changes: Any) -> Context:
+        """A copy with the given fields changed; ``None`` values are ignored (unset flags)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

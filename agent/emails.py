@@ -1,0 +1,105 @@
+"""The inbound email model: what every inbox adapter produces and the graph consumes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+#: Bodies longer than this are cut, with a visible marker, before anything reads them.
+MAX_BODY_CHARS = 20_000
+MAX_SUBJECT_CHARS = 300
+TRUNCATION_MARKER = "\n[... message truncated by MediaVault: {dropped} characters omitted ...]"
+
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+
+EmailId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+
+
+def split_sender(value: str) -> tuple[str, str]:
+    """Split ``Name <addr>`` or a bare address into (display name, lower-cased address).
+
+    Raises ValueError when no single plausible address is present.
+    """
+    name, address = parseaddr(value.strip())
+    address = address.strip().lower()
+    if not _ADDRESS.match(address):
+        raise ValueError(f"sender {value!r} is not an e-mail address")
+    return name.strip(), address
+
+
+def cap_text(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit)
+
+
+class InboundEmail(BaseModel):
+    """A support email as received, validated and size-capped.
+
+    ``sender`` is the bare address (lower case); ``sender_name`` the display name, if any.
+    ``sender_verified`` says whether the transport vouched for the address (a CSV export from
+    the help desk is trusted; raw mail needs DMARC). An unverified sender gets catalog data only.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, str_strip_whitespace=False)
+
+    email_id: EmailId
+    received_at: datetime
+    sender: str = Field(alias="from")
+    sender_name: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str | None = None
+    message_id: str | None = None
+    sender_verified: bool = True
+    #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
+    input_flags: tuple[str, ...] = ()
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _normalise_sender(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("sender must be a string")
+        return split_sender(value)[1]
+
+    @field_validator("subject", mode="before")
+    @classmethod
+    def _one_line_subject(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        # A CR/LF in a subject must never split a header, a log line or a table row.
+        text = re.sub(r"[\r\n\t]+", " ", text).strip()
+        return cap_text(text, MAX_SUBJECT_CHARS)
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _capped_body(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        return cap_text(text.replace("\r\n", "\n").replace("\r", "\n"), MAX_BODY_CHARS)
+
+    @field_validator("in_reply_to", "message_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text or None
+
+    @classmethod
+    def from_fields(cls, **fields: object) -> InboundEmail:
+        """Build from loosely typed fields (CSV rows, JSON): ``from`` may carry a display name."""
+        raw_from = fields.get("from", fields.get("sender"))
+        if isinstance(raw_from, str) and "sender_name" not in fields:
+            try:
+                fields["sender_name"] = split_sender(raw_from)[0]
+            except ValueError:
+                pass  # the model validator reports the bad address with its field name
+        fields.pop("sender", None)
+        fields["from"] = raw_from
+        return cls.model_validate(fields)
