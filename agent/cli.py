@@ -8,6 +8,7 @@ import typer
 
 from agent.cli_db import db_app
 from agent.cli_sql import sql_command
+from agent.cli_triage import demo_command, triage_command
 
 app = typer.Typer(
     name="mediavault",
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command(name="sql")(sql_command)
+app.command(name="demo")(demo_command)
+app.command(name="triage")(triage_command)
 
 
 def _package_version() -> str:

@@ -25,6 +25,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "MEDIAVAULT_MODEL": "Chat model: `rules` (offline, default) or `openai:<model>`.",
     "MEDIAVAULT_TODAY": "Business date override (YYYY-MM-DD), e.g. 2006-02-20 for the original "
     "Sakila data.",
+    "MEDIAVAULT_AUDIT_KEY": "Secret (16+ bytes) that turns the audit hash chain into an HMAC "
+    "chain, so edits, recomputation and truncation are all detectable.",
     "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
     "reason codes that need review.",
 }
@@ -85,6 +87,10 @@ class Context:
     sql_max_rows: int = 100
     #: Draft validation failures the model may fix before the email is escalated.
     max_draft_retries: int = 2
+    #: Tools whose calls wait for a human's approval at the gate before they run.
+    review_tools: tuple[str, ...] = ()
+    #: A ready-made LangChain chat model; overrides ``model`` (for Python callers and tests).
+    chat_model: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Accept strings from callers (CLI flags, notebooks) and validate once, here.

@@ -1,0 +1,102 @@
+"""The Email Triage state machine: nodes, edges and the compiled graph.
+
+``build_graph()`` returns the uncompiled builder; callers compile it with the checkpointer they
+need (tests compile one per test, the Python API uses SQLite, Studio brings its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from agent.context import Context
+from graph import nodes
+from graph.gates import investigation_tools
+from graph.state import TriageInput, TriageOutput, TriageState
+
+#: Node names, in the order of the skill's stages (skills/email-triage/SKILL.md).
+NODE_NAMES = (
+    "ingest",
+    "safety_check",
+    "investigate",
+    "investigation_gate",
+    "investigation_tools",
+    "decide",
+    "draft",
+    "draft_gate",
+    "draft_tool",
+    "escalate",
+    "escalation_gate",
+    "ticket_tool",
+    "human_review",
+    "finalize",
+)
+
+
+def build_graph() -> StateGraph[TriageState, Context, TriageInput, TriageOutput]:
+    """The uncompiled Email Triage graph."""
+    builder = StateGraph(
+        TriageState, context_schema=Context, input_schema=TriageInput, output_schema=TriageOutput
+    )
+    builder.add_node("ingest", nodes.ingest)
+    builder.add_node("safety_check", nodes.safety_check)
+    builder.add_node("investigate", nodes.investigate)
+    builder.add_node("investigation_gate", nodes.investigation_gate)
+    builder.add_node("investigation_tools", investigation_tools)
+    builder.add_node("decide", nodes.decide)
+    builder.add_node("draft", nodes.draft)
+    builder.add_node("draft_gate", nodes.draft_gate)
+    builder.add_node("draft_tool", nodes.draft_tool)
+    builder.add_node("escalate", nodes.escalate)
+    builder.add_node("escalation_gate", nodes.escalation_gate)
+    builder.add_node("ticket_tool", nodes.ticket_tool)
+    builder.add_node("human_review", nodes.human_review)
+    builder.add_node("finalize", nodes.finalize)
+
+    builder.add_edge(START, "ingest")
+    builder.add_edge("ingest", "safety_check")
+    builder.add_edge("safety_check", "investigate")
+    builder.add_conditional_edges(
+        "investigate", nodes.route_after_investigate, ["investigation_gate", "decide"]
+    )
+    builder.add_conditional_edges(
+        "investigation_gate",
+        nodes.route_after_investigation_gate,
+        ["investigation_tools", "investigate", "decide"],
+    )
+    builder.add_edge("investigation_tools", "investigate")
+    builder.add_conditional_edges("decide", nodes.route_after_decide, ["draft", "escalate"])
+    builder.add_conditional_edges(
+        "draft", nodes.route_after_draft, ["draft_gate", "draft", "escalate"]
+    )
+    builder.add_conditional_edges(
+        "draft_gate", nodes.route_after_draft_gate, ["draft_tool", "draft", "escalate"]
+    )
+    builder.add_conditional_edges(
+        "draft_tool", nodes.route_after_draft_tool, ["human_review", "draft", "escalate"]
+    )
+    builder.add_conditional_edges(
+        "human_review",
+        nodes.route_after_review,
+        ["human_review", "draft", "escalate", "finalize"],
+    )
+    builder.add_edge("escalate", "escalation_gate")
+    builder.add_edge("escalation_gate", "ticket_tool")
+    builder.add_edge("ticket_tool", "finalize")
+    builder.add_edge("finalize", END)
+    return builder
+
+
+def mermaid_diagram() -> str:
+    """The graph as a mermaid diagram (the README embeds it; a test keeps them in sync)."""
+    return build_graph().compile().get_graph().draw_mermaid()
+
+
+def _studio_graph() -> Any:
+    # LangGraph Studio / `langgraph dev` brings its own persistence: compile without a saver.
+    return build_graph().compile(name="email_triage")
+
+
+#: The graph `langgraph.json` exports.
+email_triage = _studio_graph()

@@ -1,0 +1,69 @@
+"""The outside world a triage run talks to, built once per settings object.
+
+Nodes reach the business database, the case store, the audit log and the chat model only
+through :func:`services_for`, so tests swap any of them by passing a different ``Context``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+
+from langchain_core.language_models import BaseChatModel
+
+from agent.audit import AuditLog, audit_key_from_env
+from agent.case_store import CaseStore
+from agent.context import Context
+from agent.models import chat_model_for
+from tools.business_date import business_date
+from tools.business_db import BusinessDatabase, open_business_db
+
+
+@dataclass
+class TriageServices:
+    """Lazily opened collaborators for one ``Context``."""
+
+    context: Context
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def business_db(self) -> BusinessDatabase:
+        return open_business_db(
+            self.context.db_path,
+            time_budget_seconds=self.context.sql_time_budget_seconds,
+            max_rows=self.context.sql_max_rows,
+        )
+
+    @cached_property
+    def case_store(self) -> CaseStore:
+        return CaseStore(self.context.cases_path)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.context.audit_path, key=audit_key_from_env())
+
+    @cached_property
+    def chat_model(self) -> BaseChatModel:
+        return chat_model_for(self.context)
+
+    def business_date(self) -> date:
+        return business_date(self.context.db_path, self.context.today)
+
+
+_SERVICES: dict[int, tuple[Context, TriageServices]] = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+def services_for(context: Context) -> TriageServices:
+    """The services of a context, created on first use and then shared by every node."""
+    key = id(context)
+    with _SERVICES_LOCK:
+        entry = _SERVICES.get(key)
+        if entry is None or entry[0] is not context:
+            entry = (context, TriageServices(context))
+            _SERVICES[key] = entry
+            if len(_SERVICES) > 64:  # contexts are few; keep the cache from growing forever
+                _SERVICES.pop(next(iter(_SERVICES)))
+        return entry[1]

@@ -1,0 +1,83 @@
+"""The Email Triage state: small, typed, JSON-serialisable.
+
+Values are plain dicts and lists (never live objects) so that checkpoints, LangGraph Studio and
+the server API all see the same thing. Tool results are capped before they enter the state.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+Route = Literal["draft", "escalate"]
+Phase = Literal["investigate", "draft", "escalate"]
+
+
+class GateVerdictRecord(TypedDict):
+    """One approval-gate verdict, as kept in the trace and shown to reviewers."""
+
+    phase: str
+    tool_call_id: str
+    tool: str
+    verdict: Literal["allow", "deny", "review"]
+    reason: str
+
+
+class EvidenceRecord(TypedDict, total=False):
+    """What an investigation tool found, in digest form (never full tables)."""
+
+    tool: str
+    tool_call_id: str
+    sql: str
+    row_count: int
+    policy_section_ids: list[str]
+    outcome: str
+
+
+class TriageInput(TypedDict):
+    """What a caller (Python API, Studio, the server) sends: one email as a dict."""
+
+    email: dict[str, Any]
+
+
+class TriageState(TypedDict, total=False):
+    """The whole state of one email's triage."""
+
+    email: dict[str, Any]
+    thread_id: str
+    customer: dict[str, Any] | None
+    quoted_history: str
+    risk: dict[str, Any]
+    messages: Annotated[list[AnyMessage], add_messages]
+    #: Approved tool calls waiting for the tool node of the current phase.
+    approved_calls: list[dict[str, Any]]
+    gate_log: Annotated[list[GateVerdictRecord], operator.add]
+    evidence: Annotated[list[EvidenceRecord], operator.add]
+    model_calls: int
+    tool_calls: int
+    started_at: float
+    budget_exceeded: str | None
+    decision: dict[str, Any]
+    draft_attempts: int
+    draft: dict[str, Any] | None
+    draft_problems: list[str]
+    ticket: dict[str, Any] | None
+    review_decisions: Annotated[list[dict[str, Any]], operator.add]
+    revisions: int
+    #: What the last review asked for: approved, ask_again, revise, escalate or closed.
+    review_outcome: str
+    escalation_reason: str | None
+    outcome: dict[str, Any]
+
+
+class TriageOutput(TypedDict, total=False):
+    """What a run returns to callers."""
+
+    outcome: dict[str, Any]
+    decision: dict[str, Any]
+    draft: dict[str, Any] | None
+    ticket: dict[str, Any] | None
+    gate_log: list[GateVerdictRecord]

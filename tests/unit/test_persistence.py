@@ -1,0 +1,154 @@
+"""Checkpoints on disk: resumes from a new process, and a batch killed midway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.api import triage_email
+from agent.context import Context
+from agent.inbox import read_inbox_csv
+
+REPO = Path(__file__).resolve().parents[2]
+INBOX = REPO / "examples" / "inbox.csv"
+
+
+def _run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _env(home: Path, db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAVAULT_")}
+    env.update(MEDIAVAULT_HOME=str(home), MEDIAVAULT_DB=str(db))
+    return env
+
+
+def _query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("decision", "status"),
+    [
+        ('{"type": "approve", "reviewer": "ana"}', "approved"),
+        (
+            '{"type": "edit", "body": BODY.replace("MediaVault Support Team", '
+            '"See you soon.\\nMediaVault Support Team")}',
+            "approved",
+        ),
+        ('{"type": "reject", "reason_category": "tone", "message": "warmer"}', "awaiting_review"),
+    ],
+)
+def test_a_review_decision_resumes_from_a_fresh_process(
+    demo_db_path: Path, mediavault_home: Path, decision: str, status: str
+) -> None:
+    context = Context(home=mediavault_home, db=str(demo_db_path))
+    email = next(e for e in read_inbox_csv(INBOX).emails if e.email_id == "msg-003")
+    first = triage_email(email, context=context)
+    assert first.status == "awaiting_review"
+    code = f"""
+        from agent.api import resume, pending_reviews
+        from agent.context import Context
+        BODY = pending_reviews()[0]["latest_draft"]["text"]
+        result = resume("msg-003", {decision})
+        print(result.status)
+    """
+    completed = _run_python(code, _env(mediavault_home, demo_db_path))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == status
+
+
+SLOW_BATCH = """
+import sys, time
+from agent.api import triage_email
+from agent.inbox import read_inbox_csv
+from agent.rules_model import RulesChatModel
+
+class SlowRules(RulesChatModel):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        time.sleep(0.15)
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+for email in read_inbox_csv(sys.argv[1]).emails:
+    triage_email(email, model=SlowRules())
+print("done")
+"""
+
+
+def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_outcome_per_email(
+    demo_db_path: Path, mediavault_home: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "slow_batch.py"
+    script.write_text(SLOW_BATCH)
+    env = _env(mediavault_home, demo_db_path)
+    cases = mediavault_home / "cases.sqlite"
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(INBOX)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            if cases.exists():
+                rows = _query(cases, "SELECT count(*) FROM cases WHERE status IS NOT NULL")
+                if rows and int(str(rows[0][0])) >= 4:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the batch never got going")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    killed_with = _query(cases, "SELECT count(*) FROM cases")[0][0]
+    total = len(read_inbox_csv(INBOX).emails)
+    assert int(str(killed_with)) < total, "the batch finished before it was killed"
+
+    rerun = subprocess.run(
+        [sys.executable, str(script), str(INBOX)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = _query(cases, "SELECT email_id, status FROM cases")
+    assert len(statuses) == total
+    assert all(status in ("awaiting_review", "escalated") for _, status in statuses)
+    duplicates = _query(
+        cases,
+        "SELECT email_id, count(*) FROM drafts WHERE source = 'model' "
+        "GROUP BY email_id HAVING count(*) > 1",
+    )
+    assert duplicates == []
+    tickets = _query(cases, "SELECT count(*), count(DISTINCT email_id) FROM tickets")[0]
+    assert tickets[0] == tickets[1]
+    escalated = _query(cases, "SELECT count(*) FROM cases WHERE status = 'escalated'")[0][0]
+    assert tickets[0] == escalated

@@ -1,0 +1,214 @@
+"""The business-data interface: the only door through which the agent reads Sakila data.
+
+Nothing above this layer touches a database driver. A :class:`BusinessDatabase` resolves a
+sender to a customer and opens a :class:`ScopedSession` bound to that customer (or to nobody,
+for an unverified sender). Every query goes through the session, which enforces the SQL guard,
+the sender scope, a time budget and row/size caps on its own, whatever the gate decided.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+#: A value in a query result row, as it appears in JSON.
+JsonScalar = str | int | float | None
+
+#: ``scheme://`` prefixes that name a database server rather than a file (a one-letter
+#: "scheme" is a Windows drive).
+_DSN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+class DataAccessRefused(Exception):
+    """A query or data access the data layer will not perform.
+
+    ``rule`` is a stable identifier (``select_only``, ``account_data``, ``time_budget``, ...);
+    ``message`` is one or two sentences a model can act on: what was refused and how to fix it.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"refused ({self.rule}): {self.message}"
+
+
+class BusinessDatabaseError(RuntimeError):
+    """The business database cannot be used at all (missing, not SQLite, not Sakila, ...)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CustomerIdentity(_Frozen):
+    """The customer a sender address resolved to; the scope of every account query."""
+
+    customer_id: int
+    first_name: str
+    last_name: str
+    email: str
+    active: bool
+    store_id: int
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class QueryResult(_Frozen):
+    """Rows returned by :meth:`ScopedSession.run_query`, ready to serialise as JSON.
+
+    ``sql`` is the statement actually executed (after the guard's rewrite). ``truncated`` says
+    the rows are cut at the row or size cap and more may exist; ``truncation_note`` says which.
+    """
+
+    sql: str
+    columns: list[str]
+    rows: list[dict[str, JsonScalar]]
+    row_count: int
+    truncated: bool = False
+    truncation_note: str | None = None
+    elapsed_ms: float
+
+
+class ColumnDescription(_Frozen):
+    name: str
+    type: str = ""
+
+
+class TableDescription(_Frozen):
+    """One table or view the session may read."""
+
+    name: str
+    kind: Literal["table", "view"]
+    columns: tuple[ColumnDescription, ...]
+    #: True for tables holding only the verified sender's own rows.
+    scoped_to_sender: bool = False
+    description: str = ""
+
+
+class SchemaDescription(_Frozen):
+    """What a session may query, like ``\\d+`` in psql, for the model and for operators."""
+
+    dialect: str
+    tables: tuple[TableDescription, ...]
+    sender_verified: bool
+    max_rows: int
+    notes: tuple[str, ...] = ()
+
+    def table(self, name: str) -> TableDescription | None:
+        """The description of ``name`` (case-insensitive), or None if it is not queryable."""
+        wanted = name.lower()
+        return next((t for t in self.tables if t.name.lower() == wanted), None)
+
+    def as_text(self) -> str:
+        """A compact plain-text listing, small enough to hand to a model."""
+        lines = [
+            f"Queryable tables ({self.dialect}, read-only, one SELECT per query, "
+            f"at most {self.max_rows} rows returned)."
+        ]
+        lines.extend(self.notes)
+        for table in self.tables:
+            marker = "  [sender's own rows only]" if table.scoped_to_sender else ""
+            lines.append("")
+            lines.append(f"{table.kind} {table.name}{marker}")
+            if table.description:
+                lines.append(f"  -- {table.description}")
+            width = max((len(c.name) for c in table.columns), default=0)
+            for column in table.columns:
+                lines.append(f"  {column.name.ljust(width)}  {column.type}".rstrip())
+        return "\n".join(lines)
+
+
+class ScopedSession(ABC):
+    """Database access bound to one verified sender (or to none: catalog data only)."""
+
+    @property
+    @abstractmethod
+    def customer(self) -> CustomerIdentity | None:
+        """The verified sender this session is scoped to; None means catalog data only."""
+
+    @abstractmethod
+    def run_query(self, sql: str) -> QueryResult:
+        """Run one read-only SELECT within the sender's scope.
+
+        Raises :class:`DataAccessRefused` (never a driver error) when the query is refused,
+        reads data outside the scope, or exceeds the time budget.
+        """
+
+    @abstractmethod
+    def describe_schema(self) -> SchemaDescription:
+        """The tables and columns this session may query."""
+
+    @abstractmethod
+    def sender_contacts(self) -> set[str]:
+        """The sender's own e-mail, phone and street address lines (empty when unverified).
+
+        Output checks use these as the only contact details a draft may contain.
+        """
+
+
+class BusinessDatabase(ABC):
+    """A Sakila business database: sender resolution and sender-scoped read sessions."""
+
+    @abstractmethod
+    def resolve_sender(self, address: str) -> CustomerIdentity | None:
+        """The one customer whose e-mail on file equals ``address``, ignoring case, or None."""
+
+    @abstractmethod
+    def session(self, customer: CustomerIdentity | None) -> AbstractContextManager[ScopedSession]:
+        """A read session scoped to ``customer``; ``None`` gives catalog data only."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources; further sessions are refused."""
+
+    def __enter__(self) -> BusinessDatabase:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_business_db(
+    db: str | Path, *, time_budget_seconds: float = 2.0, max_rows: int = 100
+) -> BusinessDatabase:
+    """Open the business database at ``db``: a Sakila SQLite file path.
+
+    Raises :class:`BusinessDatabaseError` with a message an operator can act on when the file
+    is missing, is not SQLite, is not a Sakila schema, or ``db`` names a server (Postgres is
+    not supported yet).
+    """
+    text = str(db).strip()
+    # A Path collapses "postgresql://host" to "postgresql:/host"; recognise both spellings.
+    if _DSN.match(text):
+        scheme = text.split(":", 1)[0].lower()
+        if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+            raise BusinessDatabaseError(
+                "Postgres business databases are not supported yet (they will need the "
+                "`postgres` extra: pip install 'mediavault-agent[postgres]'); "
+                "use a Sakila SQLite file for now."
+            )
+        raise BusinessDatabaseError(
+            f"unsupported database URL scheme {scheme!r}; pass the path of a Sakila SQLite file"
+        )
+    # Imported here so that the interface module stays free of any driver.
+    from tools.sqlite_business_db import SqliteBusinessDatabase
+
+    return SqliteBusinessDatabase(
+        Path(db), time_budget_seconds=time_budget_seconds, max_rows=max_rows
+    )
