@@ -46,7 +46,22 @@ _EXPORTS = {
     "EscalationTicket": "tools.escalation_ticket",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigurationError",
+    "Context",
+    "CustomerReply",
+    "DraftRequest",
+    "EscalationTicket",
+    "InboundEmail",
+    "NoPendingReview",
+    "ReviewDecision",
+    "TriageDecision",
+    "TriageResult",
+    "build_graph",
+    "pending_reviews",
+    "resume",
+    "triage_email",
+]
 
 
 def __getattr__(name: str) -> Any:

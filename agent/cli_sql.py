@@ -60,8 +60,7 @@ def sql_command(
         str | None,
         typer.Option(
             "--sender",
-            help="Sender address to scope the query to; without it only catalog data is "
-            "readable.",
+            help="Sender address to scope the query to; without it only catalog data is readable.",
         ),
     ] = None,
     db: Annotated[
@@ -110,9 +109,7 @@ def sql_command(
                 if schema:
                     description = session.describe_schema()
                     typer.echo(
-                        description.model_dump_json(indent=2)
-                        if as_json
-                        else description.as_text()
+                        description.model_dump_json(indent=2) if as_json else description.as_text()
                     )
                     return
                 assert query is not None

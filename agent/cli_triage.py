@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -81,16 +82,28 @@ def triage_inbox(paths: list[Path], context: Context, *, limit: int | None = Non
                           result.reason_code or "-", str(result.gate_denials), shown)
     console.print(table)
     summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items()))
-    console.print(f"{processed} emails in {time.perf_counter() - started:.1f}s: {summary or 'none'}"
-                  + (f"; {failures} rows skipped" if failures else ""))
+    elapsed = time.perf_counter() - started
+    skipped = f"; {failures} rows skipped" if failures else ""
+    console.print(f"{processed} emails in {elapsed:.1f}s: {summary or 'none'}{skipped}")
     return 1 if counts.get("failed") else 0
 
 
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
+]
+DbOption = Annotated[Path | None, typer.Option("--db", help="Business database (MEDIAVAULT_DB).")]
+ModelOption = Annotated[str | None, typer.Option("--model", help="`rules` or `openai:<model>`.")]
+AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Business date (YYYY-MM-DD).")]
+ReviewOption = Annotated[
+    str | None, typer.Option("--review", help="all, none, or reason codes that need review.")
+]
+
+
 def demo_command(
-    inbox: Path = typer.Option(DEFAULT_INBOX, "--inbox", help="The sample inbox CSV."),
-    home: Path | None = typer.Option(None, "--home", help="State directory (MEDIAVAULT_HOME)."),
-    model: str | None = typer.Option(None, "--model", help="`rules` or `openai:<model>`."),
-    review: str | None = typer.Option(None, "--review", help="all, none, or reason codes."),
+    inbox: Annotated[Path, typer.Option("--inbox", help="The sample inbox CSV.")] = DEFAULT_INBOX,
+    home: HomeOption = None,
+    model: ModelOption = None,
+    review: ReviewOption = None,
 ) -> None:
     """Build the demo database if missing, triage the sample inbox, print the outcomes."""
     context = _context(home, None, model, None, review)
@@ -100,13 +113,15 @@ def demo_command(
 
 
 def triage_command(
-    paths: list[Path] = typer.Argument(..., help="Inbox files (CSV)."),
-    home: Path | None = typer.Option(None, "--home", help="State directory (MEDIAVAULT_HOME)."),
-    db: Path | None = typer.Option(None, "--db", help="Business database (MEDIAVAULT_DB)."),
-    model: str | None = typer.Option(None, "--model", help="`rules` or `openai:<model>`."),
-    as_of: str | None = typer.Option(None, "--as-of", help="Business date (YYYY-MM-DD)."),
-    review: str | None = typer.Option(None, "--review", help="all, none, or reason codes."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Triage at most N emails."),
+    paths: Annotated[list[Path], typer.Argument(help="Inbox files (CSV).")],
+    home: HomeOption = None,
+    db: DbOption = None,
+    model: ModelOption = None,
+    as_of: AsOfOption = None,
+    review: ReviewOption = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Triage at most N emails.")
+    ] = None,
 ) -> None:
     """Triage the emails in PATHS; emails that already have an outcome are not run again."""
     context = _context(home, db, model, as_of, review)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Annotated
@@ -96,10 +97,9 @@ class InboundEmail(BaseModel):
         """Build from loosely typed fields (CSV rows, JSON): ``from`` may carry a display name."""
         raw_from = fields.get("from", fields.get("sender"))
         if isinstance(raw_from, str) and "sender_name" not in fields:
-            try:
+            # The model validator reports a bad address with its field name.
+            with suppress(ValueError):
                 fields["sender_name"] = split_sender(raw_from)[0]
-            except ValueError:
-                pass  # the model validator reports the bad address with its field name
         fields.pop("sender", None)
         fields["from"] = raw_from
         return cls.model_validate(fields)

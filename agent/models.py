@@ -38,8 +38,8 @@ def _openai_model(model: str) -> BaseChatModel:
     api_key = os.environ.get("OPENAI_API_KEY") or None
     if api_key is None and base_url is None:
         raise ConfigurationError(
-            "model openai:%s needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
-            "OpenAI-compatible server)" % model
+            f"model openai:{model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+            "OpenAI-compatible server)"
         )
     from langchain_openai import ChatOpenAI
 

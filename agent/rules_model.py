@@ -32,38 +32,41 @@ from policies import policy_rules
 # Intent rules, checked in order; the first that matches wins. Keywords are matched on
 # lower-cased text with word boundaries, so "issue" never reads as "sue".
 _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("late_fee_dispute", (
+        r"(?:late fee|late charge).{0,120}(?:on time|wrong|mistake|error|dispute|unfair|"
+        r"not late|shouldn'?t|should not|never late|incorrect|can'?t be right|early)",
+        r"(?:on time|wasn'?t late|was not late|not late|before (?:it was )?due|early).{0,120}"
+        r"(?:late fee|late charge)",
+        r"dispute (?:the|a|this) (?:late )?(?:fee|charge)",
+    )),
     ("refund_request", (
         r"charged (?:me )?twice", r"double[- ]charged?", r"duplicate (?:charge|payment)",
         r"refund", r"money back", r"charged two times",
     )),
     ("fee_waiver_request", (
-        r"waive", r"waiver", r"forgive (?:the|this) (?:late )?fee", r"remove (?:the|this) (?:late )?fee",
-        r"courtesy", r"let (?:it|the fee) slide", r"drop the (?:late )?fee",
-    )),
-    ("late_fee_dispute", (
-        r"(?:late fee|late charge).{0,80}(?:on time|wrong|mistake|error|dispute|unfair|not late|"
-        r"shouldn'?t|should not|never late|incorrect)",
-        r"(?:on time|wasn'?t late|was not late|not late|before (?:it was )?due).{0,80}"
-        r"(?:late fee|late charge|charged)",
-        r"dispute (?:the|a|this) (?:late )?(?:fee|charge)",
+        r"waive", r"waiver", r"forgive (?:the|this|my) (?:late )?fee",
+        r"remove (?:the|this|my) (?:late )?fee", r"courtesy", r"let (?:it|the fee) slide",
+        r"drop the (?:late )?fee",
     )),
     ("account_change", (
         r"(?:update|change|new) (?:my |the )?(?:e-?mail|email address|address|phone)",
         r"(?:e-?mail|address|phone)(?: number)? (?:has )?changed", r"close my account",
-        r"update (?:my )?(?:account|contact)", r"my account",
-    )),
-    ("billing_question", (
-        r"charged", r"charge", r"\bbill(?:ed|ing)?\b", r"payment", r"\bfee\b", r"invoice",
-        r"receipt", r"statement",
+        r"update (?:my )?(?:account|contact)", r"\bmy account\b(?! (?:statement|balance))",
     )),
     ("rental_status", (
-        r"\bdue\b", r"when (?:do|should) i (?:return|bring)", r"still (?:have|out)", r"overdue",
-        r"rental status", r"my rentals?", r"return (?:date|by)", r"did you receive",
+        r"when (?:is|it'?s|it is|are|do|should)\b.{0,60}\bdue", r"due back", r"\boverdue\b",
+        r"still (?:have|out)", r"rental status", r"return (?:date|by)", r"did you receive",
         r"have i returned", r"checked out",
     )),
+    ("billing_question", (
+        r"charged", r"charge", r"\bbill(?:ed|ing)?\b", r"payment", r"\bfees?\b", r"invoice",
+        r"receipt", r"statement",
+    )),
     ("catalog_question", (
-        r"do you (?:have|carry|stock)", r"\bavailable\b", r"in stock", r"which store",
-        r"can i rent", r"is there a copy", r"any copies",
+        r"(?:do|does) (?:you|either of your stores?|your stores?|any (?:of your )?stores?) "
+        r"(?:have|carry|stock)",
+        r"\bavailable\b", r"in stock", r"which store", r"can i rent", r"is there a copy",
+        r"any copies", r"looking for",
     )),
     ("praise", (
         r"thank(?:s| you)", r"\blove(?:d)?\b", r"\bgreat\b", r"fantastic", r"wonderful",
@@ -360,6 +363,12 @@ def analyse(reading: CaseReading) -> Analysis:
 
     if intent in ("late_fee_dispute", "fee_waiver_request", "billing_question"):
         rental = named or next((r for r in rentals if r.days_late(today) > 0), None)
+        if rental is None and intent == "billing_question":
+            # A general question about fees: the policy itself is the answer.
+            findings.append(_late_fee_rule())
+            steps.append("If a specific charge looks wrong, reply with the film and the date "
+                         "and we will check it.")
+            return draft(intent, "A general fee question; the late-fee policy answers it.")
         if rental is None:
             return escalate(intent, "No rental in the account explains the charge in question.")
         late = rental.days_late(today)
@@ -450,6 +459,14 @@ def analyse(reading: CaseReading) -> Analysis:
     return escalate("other", "The request does not fit a case the agent can answer.")
 
 
+def _late_fee_rule() -> str:
+    rules = policy_rules().late_fees
+    return (f"Late fees are {_money(rules.fee_per_started_day)} for each started day past the due "
+            "date, capped at the film's replacement cost; an item "
+            f"{rules.lost_after_days_past_due} or more days past due counts as lost and is "
+            "charged its replacement cost.")
+
+
 def _policy_hits(reading: CaseReading) -> list[dict[str, Any]]:
     hits = reading.tool_results.get("get_policy_context")
     return [h for h in hits if isinstance(h, dict)] if isinstance(hits, list) else []
@@ -466,8 +483,10 @@ def _policy_points(reading: CaseReading) -> list[str]:
     """One customer-safe sentence from the best policy hit, free of forbidden phrases."""
     forbidden = [p.lower() for p in policy_rules().communication.forbidden_phrases]
     for hit in _policy_hits(reading)[:1]:
-        text = str(hit.get("text", ""))
-        for sentence in re.split(r"(?<=[.!?])\s+", re.sub(r"[#*_>`|]", " ", text)):
+        lines = [line for line in str(hit.get("text", "")).splitlines()
+                 if line.strip() and not line.lstrip().startswith(("#", "|"))]
+        text = " ".join(lines)
+        for sentence in re.split(r"(?<=[.!?])\s+", re.sub(r"[*_>`]", " ", text)):
             clean = " ".join(sentence.split())
             if 40 <= len(clean) <= 300 and not any(f in clean.lower() for f in forbidden):
                 return [clean]
@@ -557,7 +576,8 @@ class RulesChatModel(BaseChatModel):
             return AIMessage(content=self._summary(reading))
         planned = [(n, a) for n, a in plan_investigation(reading) if n in tools]
         message = AIMessage(content="", tool_calls=[
-            {"name": name, "args": args, "id": f"rules-{len(messages)}-{index}-{name}", "type": "tool_call"}
+            {"name": name, "args": args, "id": f"rules-{len(messages)}-{index}-{name}",
+             "type": "tool_call"}
             for index, (name, args) in enumerate(planned)
         ])
         return message

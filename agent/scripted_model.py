@@ -17,6 +17,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
 
 #: A script gets the conversation and the names of the tools bound for this call.
 Script = Callable[[list[BaseMessage], list[str]], AIMessage]
@@ -26,7 +27,7 @@ class ScriptedChatModel(BaseChatModel):
     """Answers every call with ``script(messages, bound_tool_names)``; records each call."""
 
     script: Script
-    calls: list[list[str]] = []
+    calls: list[list[str]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

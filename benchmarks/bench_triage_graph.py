@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -40,7 +41,7 @@ def bare_graph(steps: int, saver: SqliteSaver) -> Any:
     for name in names:
         builder.add_node(name, lambda state: {"step": state.get("step", 0) + 1})
     builder.add_edge(START, names[0])
-    for first, second in zip(names, names[1:], strict=False):
+    for first, second in pairwise(names):
         builder.add_edge(first, second)
     builder.add_edge(names[-1], END)
     return builder.compile(checkpointer=saver)
@@ -59,17 +60,12 @@ def main() -> None:
         # warm up imports, caches and the policy index
         triage_email(emails[0].model_copy(update={"email_id": "warmup"}), context=context)
         full: list[float] = []
-        steps: list[int] = []
         for index in range(args.emails):
             email = emails[index % len(emails)]
             email = email.model_copy(update={"email_id": f"bench-{index}"})
             started = time.perf_counter()
             triage_email(email, context=context)
             full.append(time.perf_counter() - started)
-            connection = sqlite3.connect(home / "checkpoints.sqlite")
-            thread = f"%{index}%"
-            del thread
-            connection.close()
         connection = sqlite3.connect(home / "checkpoints.sqlite")
         rows = connection.execute(
             "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall()

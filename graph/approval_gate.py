@@ -112,7 +112,8 @@ def _wrong_phase(name: str, facts: GateFacts) -> GateVerdict:
         return GateVerdict.deny(f"{MUST_ESCALATE} ({facts.forced_reason})")
     known = {tool for tools in PHASE_TOOLS.values() for tool in tools}
     if name not in known:
-        return GateVerdict.deny(f"unknown tool {name!r}; available: {sorted(PHASE_TOOLS[facts.phase])}")
+        available = sorted(PHASE_TOOLS[facts.phase])
+        return GateVerdict.deny(f"unknown tool {name!r}; available: {available}")
     return GateVerdict.deny(
         f"{name} is not available while {facts.phase.replace('_', ' ')}ing; "
         f"available now: {sorted(PHASE_TOOLS[facts.phase])}"

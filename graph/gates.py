@@ -124,7 +124,7 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
                 name=str(call.get("name") or "unknown"),
                 status="error",
             ))
-    _audit_verdicts(state, runtime, log)
+    audit_verdicts(state, runtime, log)
     update: dict[str, Any] = {"approved_calls": approved, "gate_log": log}
     if tool_messages:
         update["messages"] = tool_messages
@@ -171,7 +171,7 @@ def _no_review(facts: GateFacts) -> GateFacts:
     return replace(facts, review_tools=())
 
 
-def _audit_verdicts(
+def audit_verdicts(
     state: TriageState, runtime: Runtime[Context], log: list[GateVerdictRecord]
 ) -> None:
     audit = services_for(runtime.context).audit

@@ -15,14 +15,14 @@ from langgraph.types import interrupt
 
 from agent.context import Context
 from agent.emails import InboundEmail
-from graph.approval_gate import MUST_ESCALATE, needs_human_review
+from graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
 from graph.decision import TriageDecision, enforce_decision
 from graph.email_text import html_to_text, looks_like_html, split_quoted_history
-from graph.gates import customer_identity, last_ai_message, run_gate
+from graph.gates import audit_verdicts, customer_identity, gate_facts, last_ai_message, run_gate
 from graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
 from graph.safety_rules import assess_risk
 from graph.services import services_for
-from graph.state import TriageState
+from graph.state import GateVerdictRecord, TriageState
 from policies import policy_rules
 from tools.agent_tools import (
     CREATE_ESCALATION_TICKET,
@@ -32,7 +32,12 @@ from tools.agent_tools import (
     tool_schemas,
 )
 from tools.drafting import DraftRequest, prepare_draft, validate_reply
-from tools.escalation_ticket import EscalationRequest, TicketEvidence, build_ticket
+from tools.escalation_ticket import (
+    EscalationRequest,
+    QueryEvidence,
+    TicketEvidence,
+    build_ticket,
+)
 
 
 def thread_id_for(email_id: str) -> str:
@@ -54,6 +59,7 @@ def _audit(
     reason: str | None = None,
     actor: str = "agent",
     details: dict[str, object] | None = None,
+    tool_call_id: str | None = None,
 ) -> None:
     thread = state.get("thread_id")
     services_for(runtime.context).audit.append(
@@ -62,6 +68,7 @@ def _audit(
         reason=reason,
         thread_id=thread,
         email_id=_email_id(state),
+        tool_call_id=tool_call_id,
         actor=actor,
         details=details,
         event_id=f"{thread}:{key}",
@@ -81,7 +88,7 @@ def _invoke(
     response = model.invoke(messages)
     if not isinstance(response, AIMessage):
         raise TypeError(f"model returned {type(response).__name__}, not an AIMessage")
-    usage = response.usage_metadata or {}
+    usage: dict[str, Any] = dict(response.usage_metadata or {})
     count = int(state.get("model_calls", 0)) + 1
     _audit(state, runtime, "model.call", f"model:{what}:{len(state.get('messages', []))}:{count}",
            actor="model",
@@ -283,7 +290,7 @@ def _retries_left(state: TriageState, context: Context) -> bool:
 
 def route_after_draft(state: TriageState, runtime: Runtime[Context]) -> str:
     message = last_ai_message(state.get("messages", []))
-    if state.get("escalation_reason") and state["escalation_reason"].startswith("model unavailable"):
+    if str(state.get("escalation_reason") or "").startswith("model unavailable"):
         return "escalate"
     if message is not None and (message.tool_calls or message.invalid_tool_calls):
         return "draft_gate"
@@ -342,7 +349,7 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
         problems=problems, policy_refs=list(outcome.reply.policy_refs),
     )
-    _audit(state, runtime, "tool.execution", f"tool:{call['id']}",
+    _audit(state, runtime, "tool.execution", f"tool:{call['id']}", tool_call_id=call["id"],
            outcome="success" if report.valid else "failure",
            details={"tool": DRAFT_CUSTOMER_EMAIL, "valid": report.valid,
                     "problems": [p.code for p in report.problems], "draft_version": version})
@@ -524,17 +531,24 @@ def _fallback_ticket_args(state: TriageState) -> dict[str, Any]:
 def escalation_gate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """The approval gate before the ticket tool. An escalation always ends in a ticket."""
     message = last_ai_message(state.get("messages", []))
-    has_calls = message is not None and (message.tool_calls or message.invalid_tool_calls)
+    has_calls = message is not None and bool(message.tool_calls or message.invalid_tool_calls)
     update = run_gate(state, runtime, "escalate") if has_calls else {"gate_log": [],
                                                                      "approved_calls": []}
     approved = update.get("approved_calls") or []
-    if not approved:
-        # The model's hand-off was missing or refused: the system writes one from the state.
-        update["approved_calls"] = [{"id": f"system-ticket-{len(state.get('messages', []))}",
-                                     "name": CREATE_ESCALATION_TICKET,
-                                     "args": _fallback_ticket_args(state)}]
-    else:
+    if approved:
         update["approved_calls"] = approved[:1]
+        return update
+    # The model's hand-off was missing or refused: the system writes one from the state, and
+    # that call passes the same gate as any other.
+    call = {"id": f"system-ticket-{len(state.get('messages', []))}",
+            "name": CREATE_ESCALATION_TICKET, "args": _fallback_ticket_args(state)}
+    verdict = judge_tool_call(call, gate_facts(state, runtime.context, "escalate"))
+    record: GateVerdictRecord = {"phase": "escalate", "tool_call_id": str(call["id"]),
+                                 "tool": CREATE_ESCALATION_TICKET, "verdict": verdict.verdict,
+                                 "reason": verdict.reason or "system-written hand-off"}
+    audit_verdicts(state, runtime, [record])
+    update["gate_log"] = [*update.get("gate_log", []), record]
+    update["approved_calls"] = [call] if verdict.verdict == "allow" else []
     return update
 
 
@@ -548,7 +562,7 @@ def ticket_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
     assert isinstance(request, EscalationRequest)
     decision = state.get("decision") or {}
     evidence = TicketEvidence(
-        queries=[{"sql": e.get("sql", ""), "row_count": e.get("row_count", 0)}
+        queries=[QueryEvidence(sql=e.get("sql", ""), row_count=e.get("row_count", 0))
                  for e in state.get("evidence", []) if e.get("sql")],
         policy_section_ids=sorted({sid for e in state.get("evidence", [])
                                    for sid in e.get("policy_section_ids", [])}),
@@ -568,7 +582,7 @@ def ticket_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
             "review_decisions"):
         ticket_record["suggested_routing"] = reviewer_queue
     services_for(runtime.context).case_store.record_ticket(_email_id(state), ticket_record)
-    _audit(state, runtime, "tool.execution", f"tool:{call['id']}",
+    _audit(state, runtime, "tool.execution", f"tool:{call['id']}", tool_call_id=call["id"],
            details={"tool": CREATE_ESCALATION_TICKET, "ticket_id": ticket.ticket_id,
                     "queue": ticket_record["suggested_routing"]})
     return {"approved_calls": [], "ticket": ticket_record,

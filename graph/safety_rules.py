@@ -43,6 +43,7 @@ __all__ = [
     "assess_risk",
     "matching_views",
     "normalise_for_matching",
+    "parse_risk_rules",
     "raise_only",
     "risk_rules",
 ]
@@ -78,7 +79,8 @@ class RiskRulesError(ValueError):
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 # Typographic apostrophes and accents used as apostrophes, so "don’t" reads like "don't".
-_APOSTROPHES = {ord(ch): "'" for ch in "\u2018\u2019\u201b\u02bc\u02bb\u0060\u00b4\u2032"}
+_APOSTROPHE_LOOKALIKES = "\u2018\u2019\u201b\u02bc\u02bb\u0060\u00b4\u2032"
+_APOSTROPHES: dict[str, str] = dict.fromkeys(_APOSTROPHE_LOOKALIKES, "'")
 
 # Capital look-alikes are mapped before case folding, because some capitals and their lower
 # case forms resemble different Latin letters (Greek Eta "Η" looks like H, eta "η" like n).
@@ -94,30 +96,28 @@ _UPPER_LOOKALIKES = str.maketrans(
     }
 )
 
-_LOWER_LOOKALIKES = str.maketrans(
-    {
-        # Cyrillic
-        "а": "a", "в": "b", "с": "c", "е": "e", "һ": "h", "і": "i", "ј": "j", "к": "k",
-        "м": "m", "н": "h", "о": "o", "р": "p", "ѕ": "s", "т": "t", "х": "x", "у": "y",
-        "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ь": "b", "г": "r", "п": "n", "ɡ": "g",
-        # Greek
-        "α": "a", "β": "b", "γ": "y", "ε": "e", "ζ": "z", "η": "n", "ι": "i", "κ": "k",
-        "μ": "u", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w",
-        "ϲ": "c", "ϳ": "j",
-        # Armenian
-        "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "ք": "p",
-        # Latin letters that Unicode does not decompose to a base letter
-        "ı": "i", "ȷ": "j", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƀ": "b",
-        "ɫ": "l", "ɩ": "i", "ɑ": "a", "ɛ": "e", "ƒ": "f",
-        # small capitals
-        "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h",
-        "ɪ": "i", "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p",
-        "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
-        # regional indicator symbols (rendered as flags or boxed letters)
-        **{chr(0x1F1E6 + offset): chr(ord("a") + offset) for offset in range(26)},
-        **_APOSTROPHES,
-    }
-)
+_LOWER_LOOKALIKE_LETTERS: dict[str, str] = {
+    # Cyrillic
+    "а": "a", "в": "b", "с": "c", "е": "e", "һ": "h", "і": "i", "ј": "j", "к": "k",
+    "м": "m", "н": "h", "о": "o", "р": "p", "ѕ": "s", "т": "t", "х": "x", "у": "y",
+    "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ь": "b", "г": "r", "п": "n", "ɡ": "g",
+    # Greek
+    "α": "a", "β": "b", "γ": "y", "ε": "e", "ζ": "z", "η": "n", "ι": "i", "κ": "k",
+    "μ": "u", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+    "ϲ": "c", "ϳ": "j",
+    # Armenian
+    "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "ք": "p",
+    # Latin letters that Unicode does not decompose to a base letter
+    "ı": "i", "ȷ": "j", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƀ": "b",
+    "ɫ": "l", "ɩ": "i", "ɑ": "a", "ɛ": "e", "ƒ": "f",
+    # small capitals
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h",
+    "ɪ": "i", "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p",
+    "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+    # regional indicator symbols (rendered as flags or boxed letters)
+    **{chr(0x1F1E6 + offset): chr(ord("a") + offset) for offset in range(26)},
+}
+_LOWER_LOOKALIKES = str.maketrans({**_LOWER_LOOKALIKE_LETTERS, **_APOSTROPHES})
 
 # Leetspeak. 8 is deliberately not read as "b": "the download was 80mb" must not say "bomb".
 # 1 and | are ambiguous (k1ll, 1awyer), so each gets one view per reading.
@@ -131,11 +131,13 @@ _CAPITAL_I_IN_WORD = re.compile(r"\b(?=[A-Za-z]*[a-z])[A-Za-z]*I[A-Za-z]*\b")
 _QUOTE_MARKERS = re.compile(r"^[ \t]*(?:>[ \t]*)+", re.MULTILINE)
 _HYPHENATED_LINE_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
 _WHITESPACE = re.compile(r"[\s_]+")
-# A run of at least three single letters, each separated by up to three spaces or punctuation
-# marks: "s u e", "s.u.e", "l-a-w-y-e-r". Letters inside ordinary words never qualify, so
-# "I saw a use case" stays as it is. Apostrophes belong to words ("don't s u e").
+# A run of at least three single letters separated by the same gap of up to three spaces or
+# punctuation marks: "s u e", "s.u.e", "s. u. e.", "l-a-w-y-e-r". Letters inside ordinary words
+# never qualify, so "I saw a use case" stays as it is; apostrophes belong to words ("don't");
+# a different gap ends the run, so "s u e, j. r. r. tolkien" does not glue into "suejrr".
 _SPACED_LETTERS = re.compile(
-    r"(?<![a-z0-9'])[a-z](?:[^a-z0-9']{1,3}[a-z](?![a-z0-9'])){2,}"
+    r"(?<![a-z0-9'])[a-z](?P<gap>[^a-z0-9']{1,3})[a-z](?![a-z0-9'])"
+    r"(?:(?P=gap)[a-z](?![a-z0-9']))+"
 )
 _NOT_LETTER = re.compile(r"[^a-z]+")
 
@@ -459,8 +461,8 @@ def _build_rules(document: Mapping[str, Any]) -> RiskRules:
     if len(set(priorities)) != len(priorities):
         raise RiskRulesError(f"{RISK_RULES_FILE}: category priorities must be unique")
     compiled = [
-        _compile_category(_as_category(name), category, raw.fragments, raw.settings.near_window_words)
-        for name, category in raw.categories.items()
+        _compile_category(_as_category(name), rule, raw.fragments, raw.settings.near_window_words)
+        for name, rule in raw.categories.items()
     ]
     return RiskRules(
         categories=tuple(sorted(compiled, key=lambda rule: rule.priority)),
@@ -476,11 +478,19 @@ def _as_category(name: str) -> RiskCategory:
     raise RiskRulesError(f"unknown risk category {name!r}")
 
 
+def parse_risk_rules(toml_text: str) -> RiskRules:
+    """Validate and compile risk rules from TOML text; raises :class:`RiskRulesError`."""
+    try:
+        document = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError as error:
+        raise RiskRulesError(f"{RISK_RULES_FILE}: {error}") from None
+    return _build_rules(document)
+
+
 @cache
 def risk_rules() -> RiskRules:
     """The compiled risk rules shipped in ``policies/risk_rules.toml`` (read once)."""
-    text = files("policies").joinpath(RISK_RULES_FILE).read_text(encoding="utf-8")
-    return _build_rules(tomllib.loads(text))
+    return parse_risk_rules(files("policies").joinpath(RISK_RULES_FILE).read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------- results
@@ -643,10 +653,11 @@ def _first_live_match(trigger: _Trigger, view: str, context_chars: int) -> re.Ma
 
 
 def _spaced_runs(views: Iterable[str]) -> tuple[str, ...]:
-    runs = (
-        _NOT_LETTER.sub("", run.group(0)) for view in views for run in _SPACED_LETTERS.finditer(view)
+    return _unique(
+        _NOT_LETTER.sub("", run.group(0))
+        for view in views
+        for run in _SPACED_LETTERS.finditer(view)
     )
-    return _unique(runs)
 
 
 def _spaced_evidence(rule: CategoryRule, runs: Iterable[str]) -> str | None:
@@ -699,10 +710,13 @@ def assess_risk(subject: str, body: str, *, quoted: str = "") -> RiskAssessment:
     one flag per category and part of the email; ``evidence`` is the matched text as normalised.
     """
     rules = risk_rules()
-    parts: tuple[tuple[Where, str], ...] = (("subject", subject), ("body", body), ("quoted", quoted))
-    return RiskAssessment(
-        flags=_ordered(flag for where, text in parts if text.strip() for flag in _scan(text, where, rules))
+    parts: tuple[tuple[Where, str], ...] = (
+        ("subject", subject),
+        ("body", body),
+        ("quoted", quoted),
     )
+    flags = (flag for where, text in parts if text.strip() for flag in _scan(text, where, rules))
+    return RiskAssessment(flags=_ordered(flags))
 
 
 def raise_only(

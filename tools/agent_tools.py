@@ -148,7 +148,8 @@ class ToolResult:
 def cap_tool_output(text: str) -> str:
     if len(text) <= MAX_TOOL_RESULT_CHARS:
         return text
-    return text[:MAX_TOOL_RESULT_CHARS] + f"\n[... {len(text) - MAX_TOOL_RESULT_CHARS} characters cut]"
+    dropped = len(text) - MAX_TOOL_RESULT_CHARS
+    return text[:MAX_TOOL_RESULT_CHARS] + f"\n[... {dropped} characters cut]"
 
 
 @dataclass

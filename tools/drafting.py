@@ -491,6 +491,30 @@ _STREET_ADDRESS = re.compile(
     r"(?:(?i:" + _NAME_CONNECTORS + r"|des|du|d')[ \t']*)*[A-Z][\w'-]+"
 )
 _PO_BOX = re.compile(r"\bp\.?[ \t]?o\.?[ \t]?box[ \t]+\d+", re.IGNORECASE)
+# Film titles are upper case ("SECRET HIGHWAY", "FROZEN JUNCTION") and often end in a word that
+# is also a street type. An all-capitals match counts as an address only with a street type
+# no title generator would pick...
+_CAPITALS_SUFFIXES = frozenset(
+    {"street", "st", "avenue", "ave", "road", "rd", "boulevard", "blvd", "lane", "ln", "drive",
+     "dr", "parkway", "pkwy", "court", "ct", "place", "pl", "terrace", "manor", "loop"}
+)
+# ...and a number labelled as an id ("rental 1234 SECRET HIGHWAY") is not a house number.
+_ID_LABEL = re.compile(
+    r"(?:\b(?:rentals?|payments?|inventory|id|number|order|ticket|invoice|ref|reference)"
+    r"|\bno\.?|#)[ \t]*$",
+    re.IGNORECASE,
+)
+
+
+def _looks_like_street_address(match: re.Match[str]) -> bool:
+    text = match.group()
+    if _ID_LABEL.search(match.string[max(0, match.start() - 20) : match.start()]):
+        return False
+    letters = re.sub(r"[^A-Za-z]", "", text)
+    if letters.isupper():
+        suffix = re.findall(r"[A-Za-z]+", text)[-1].lower()
+        return suffix in _CAPITALS_SUFFIXES
+    return True
 
 
 def _digits(text: str) -> str:
@@ -574,16 +598,15 @@ def _find_contact_leaks(folded: str, contacts: _Contacts) -> list[ValidationProb
                     detail=f"a phone number that is not the sender's ({_masked(match.group())})",
                 )
             )
-    for pattern in (_STREET_ADDRESS, _PO_BOX):
-        for match in pattern.finditer(folded):
-            if not contacts.has_address(match.group()):
-                problems.append(
-                    ValidationProblem(
-                        code="dlp_street_address",
-                        detail="a street address that is not the sender's "
-                        f"({_masked(match.group())})",
-                    )
+    addresses = [m for m in _STREET_ADDRESS.finditer(folded) if _looks_like_street_address(m)]
+    for match in [*addresses, *_PO_BOX.finditer(folded)]:
+        if not contacts.has_address(match.group()):
+            problems.append(
+                ValidationProblem(
+                    code="dlp_street_address",
+                    detail=f"a street address that is not the sender's ({_masked(match.group())})",
                 )
+            )
     return problems
 
 

@@ -134,16 +134,18 @@ _SQLITE_FUNCTION_SAMPLES: dict[str, tuple[str, ...]] = {
 #: Functions whose size argument must be a small literal (they allocate that many bytes).
 _SIZED_FUNCTIONS = frozenset({"randomblob", "zeroblob"})
 
+_SQLITE_TABLE_FUNCTIONS = frozenset(
+    {"json_each", "json_tree", "dbstat", "fts3tokenize", "generate_series", "fsdir", "zipfile",
+     "completion", "carray", "sqlar", "vfsstat", "bytecode", "tables_used"}
+)  # fmt: skip
+
 SQLITE_RULES = _DialectRules(
     name="sqlite",
     # LIKE and GLOB operators reach the authorizer as the functions like() and glob().
     functions=frozenset(_SQLITE_FUNCTION_SAMPLES) | {"like", "glob"},
     schemas=frozenset({"main", "temp"}),
     internal_prefix="sqlite_",
-    table_functions=frozenset(
-        {"json_each", "json_tree", "dbstat", "fts3tokenize", "generate_series", "fsdir",
-         "zipfile", "completion", "carray", "sqlar", "vfsstat", "bytecode", "tables_used"}
-    ),  # fmt: skip
+    table_functions=_SQLITE_TABLE_FUNCTIONS,
     table_function_prefixes=("pragma_",),
     collations=frozenset({"binary", "nocase", "rtrim"}),
 )

@@ -52,9 +52,7 @@ CATALOG_TABLES: dict[str, str] = {
     "store": "the stores (store_id)",
 }
 #: Account tables: every customer's data. Only reachable through the sender's TEMP tables.
-ACCOUNT_TABLES = frozenset(
-    {"customer", "address", "rental", "payment", "staff", "city", "country"}
-)
+ACCOUNT_TABLES = frozenset({"customer", "address", "rental", "payment", "staff", "city", "country"})
 #: Sakila views that read account tables; the authorizer denies them, this gives the reason.
 ACCOUNT_VIEWS = frozenset(
     {"customer_list", "staff_list", "sales_by_store", "sales_by_film_category"}
@@ -298,9 +296,7 @@ class ScopedConnection:
         for table in SCOPE_TABLES:
             conn.execute(table.create_sql())
             conn.execute(table.insert_sql(), {"customer_id": customer.customer_id})
-        row = conn.execute(
-            "SELECT email, phone, address, address2 FROM temp.my_account"
-        ).fetchone()
+        row = conn.execute("SELECT email, phone, address, address2 FROM temp.my_account").fetchone()
         if row is None or str(row[0] or "").strip().lower() != customer.email.strip().lower():
             raise DataAccessRefused(
                 "identity_mismatch",
@@ -423,9 +419,13 @@ def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
             f"The sender could not be verified, so account data ({table}) is unavailable; "
             f"only {_CATALOG_HINT} can be queried.",
         )
-    where = f"use {_SCOPE_HINT}" if verified else (
-        "the sender could not be verified, so account data is unavailable; "
-        f"only {_CATALOG_HINT} can be queried"
+    where = (
+        f"use {_SCOPE_HINT}"
+        if verified
+        else (
+            "the sender could not be verified, so account data is unavailable; "
+            f"only {_CATALOG_HINT} can be queried"
+        )
     )
     if table in ACCOUNT_TABLES or table in ACCOUNT_VIEWS:
         return DataAccessRefused(
@@ -624,7 +624,10 @@ class SqliteBusinessDatabase(BusinessDatabase):
         wanted = address.strip().lower() if isinstance(address, str) else ""
         if "@" not in wanted or len(wanted) > 320:
             return None
-        conn = connect_read_only(self.path)
+        try:
+            conn = connect_read_only(self.path)
+        except sqlite3.Error as error:
+            raise BusinessDatabaseError(f"cannot open {self.path}: {error}") from None
         try:
             rows = conn.execute(
                 "SELECT customer_id, first_name, last_name, email, active, store_id "
@@ -649,13 +652,16 @@ class SqliteBusinessDatabase(BusinessDatabase):
     def session(self, customer: CustomerIdentity | None) -> Iterator[ScopedSession]:
         """A scoped session on its own read-only connection, closed on exit."""
         self._check_open()
-        connection = ScopedConnection(
-            self.path,
-            customer,
-            time_budget_seconds=self.time_budget_seconds,
-            max_rows=self.max_rows,
-            catalog_views=self.catalog_views,
-        )
+        try:
+            connection = ScopedConnection(
+                self.path,
+                customer,
+                time_budget_seconds=self.time_budget_seconds,
+                max_rows=self.max_rows,
+                catalog_views=self.catalog_views,
+            )
+        except sqlite3.Error as error:
+            raise BusinessDatabaseError(f"cannot open {self.path}: {error}") from None
         try:
             yield SqliteScopedSession(self, connection)
         finally:

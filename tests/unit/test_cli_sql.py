@@ -115,9 +115,7 @@ def test_writes_are_refused_with_the_rule_on_stderr(
     assert sorted(p.name for p in db_copy.parent.iterdir()) == listing
 
 
-def test_without_sender_only_catalog_data_is_readable(
-    mediavault_home: Path, db_copy: Path
-) -> None:
+def test_without_sender_only_catalog_data_is_readable(mediavault_home: Path, db_copy: Path) -> None:
     code, out, _ = _run("--db", str(db_copy), "--json", "SELECT count(*) AS n FROM film")
     assert code == 0 and json.loads(out)["rows"][0]["n"] > 0
     code, out, err = _run("--db", str(db_copy), "SELECT * FROM my_account")
@@ -179,4 +177,4 @@ def test_query_or_schema_is_required(mediavault_home: Path, db_copy: Path) -> No
 def test_help_describes_the_command() -> None:
     result = runner.invoke(app, ["sql", "--help"])
     assert result.exit_code == 0
-    assert "--sender" in result.stdout and "SQL guard" in result.stdout
+    assert "--sender" in result.stdout and "--json" in result.stdout

@@ -266,6 +266,8 @@ def test_a_film_title_is_not_read_as_a_forbidden_phrase() -> None:
         ("He lives at 88 rue de la Paix.", "dlp_street_address"),
         ("Post it to P.O. Box 4411.", "dlp_street_address"),
         ("He lives at 902 birchwood drive.", "dlp_street_address"),
+        ("He lives at 902 BIRCHWOOD DRIVE.", "dlp_street_address"),
+        ("We checked the rental. 12 Maple Ave. is his address.", "dlp_street_address"),
     ],
 )
 def test_another_persons_contact_details_make_a_reply_invalid(sentence: str, code: str) -> None:
@@ -302,6 +304,7 @@ def test_a_leak_report_does_not_repeat_the_leaked_value() -> None:
         "It was due May 24, 2005 and returned June 1, 2005.",
         "Rentals 16049 and 4581 are on your account; store 2 has 3 copies.",
         "ALLEY OF LANTERNS and WAYWARD HIGHWAY are both in stock.",
+        "You rented 2 FROZEN JUNCTION copies; rental 1207 Frozen Junction is still out.",
         "The fee is 12.50 USD, as section late-fees.computation explains.",
         "See the policy, e.g. the section on returns, i.e. rentals.returns.",
         "You can reply to this e-mail with a photo of the receipt.",

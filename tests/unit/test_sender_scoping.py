@@ -202,7 +202,9 @@ def test_triple_cross_join_is_stopped_by_the_time_budget(
     sakila: Sakila, session: ScopedSession
 ) -> None:
     with file_untouched(sakila.path):
-        refusal = _refused(session, "SELECT count(*) AS n FROM inventory a, inventory b, inventory c")
+        refusal = _refused(
+            session, "SELECT count(*) AS n FROM inventory a, inventory b, inventory c"
+        )
     assert refusal.rule == "time_budget"
 
 
@@ -323,6 +325,7 @@ def test_account_tables_are_refused_with_a_pointer_to_the_scope_tables(
 
 RAW_WRITES = [
     "DELETE FROM rental",
+    "SELECT 1; DELETE FROM rental",
     "UPDATE film SET title = 'x'",
     "INSERT INTO film (film_id, title, language_id) VALUES (99999, 'x', 1)",
     "REPLACE INTO film (film_id, title, language_id) VALUES (1, 'x', 1)",
@@ -401,9 +404,12 @@ def test_connection_layer_caps_rows_without_the_guard(scoped_connection: ScopedC
 
 
 def test_read_only_open_alone_refuses_writes(sakila: Sakila) -> None:
-    with file_untouched(sakila.path), closing(connect_read_only(sakila.path)) as conn:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            conn.execute("DELETE FROM rental")
+    with (
+        file_untouched(sakila.path),
+        closing(connect_read_only(sakila.path)) as conn,
+        pytest.raises(sqlite3.OperationalError, match="readonly"),
+    ):
+        conn.execute("DELETE FROM rental")
 
 
 def test_authorizer_alone_refuses_writes_and_account_reads_on_a_writable_connection(
@@ -412,13 +418,19 @@ def test_authorizer_alone_refuses_writes_and_account_reads_on_a_writable_connect
     # Even on a connection that could write, the authorizer by itself refuses.
     with file_untouched(sakila.path), closing(sqlite3.connect(sakila.path)) as conn:
         conn.set_authorizer(ScopeAuthorizer(frozenset(), allowed_functions("sqlite")))
-        for sql in ["DELETE FROM rental", "UPDATE film SET title = 'x'", "SELECT email FROM customer"]:
-            with pytest.raises(sqlite3.DatabaseError, match="not authorized|prohibited"):
+        for sql in [
+            "DELETE FROM rental",
+            "UPDATE film SET title = 'x'",
+            "SELECT email FROM customer",
+        ]:
+            with pytest.raises(sqlite3.DatabaseError, match=r"not authorized|prohibited"):
                 conn.execute(sql)
         assert conn.execute("SELECT count(*) FROM film").fetchone()[0] > 0
 
 
-def test_path_with_uri_characters_cannot_change_the_open_mode(sakila: Sakila, tmp_path: Path) -> None:
+def test_path_with_uri_characters_cannot_change_the_open_mode(
+    sakila: Sakila, tmp_path: Path
+) -> None:
     odd_dir = tmp_path / "a b?mode=rwc&immutable=0#x %41"
     odd_dir.mkdir()
     odd = odd_dir / "sakila?mode=rwc.sqlite"
@@ -655,3 +667,15 @@ def test_closed_database_refuses_new_sessions(sakila: Sakila) -> None:
     db.close()
     with pytest.raises(BusinessDatabaseError, match="closed"), db.session(None):
         pass
+
+
+def test_database_removed_after_opening_is_a_clear_error(sakila: Sakila, tmp_path: Path) -> None:
+    copy = tmp_path / "gone.sqlite"
+    shutil.copyfile(sakila.path, copy)
+    with open_business_db(copy) as db:
+        copy.unlink()
+        with pytest.raises(BusinessDatabaseError, match="cannot open"), db.session(None):
+            pass
+        with pytest.raises(BusinessDatabaseError, match="cannot open"):
+            db.resolve_sender(sakila.sender_email)
+    assert not copy.exists()

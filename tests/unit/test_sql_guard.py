@@ -142,7 +142,8 @@ ALLOWED: list[str] = [
     "SELECT strftime('%Y-%m', payment_date) AS month, round(sum(amount), 2) AS total "
     "FROM my_payments GROUP BY month",
     "SELECT title FROM film WHERE film_id IN (SELECT film_id FROM inventory WHERE store_id = 1)",
-    "SELECT title FROM film WHERE EXISTS (SELECT 1 FROM inventory i WHERE i.film_id = film.film_id)",
+    "SELECT title FROM film WHERE EXISTS "
+    "(SELECT 1 FROM inventory i WHERE i.film_id = film.film_id)",
     "SELECT hex(randomblob(16)) AS token",
     "SELECT title FROM film ORDER BY title COLLATE NOCASE",
     "SELECT CAST(rental_rate AS INTEGER) AS rate FROM film",
