@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench diagram clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ unit: $(DEV_INSTALLED)
 
 bench: $(INSTALLED)
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+## diagram: regenerate the README's mermaid diagram from the graph
+diagram: $(INSTALLED)
+	$(PY) -m graph.builder README.md
 
 clean:
 	rm -rf .mediavault .pytest_cache .mypy_cache .ruff_cache build *.egg-info

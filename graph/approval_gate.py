@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from graph.safety_rules import normalise_for_matching
+from graph.safety_rules import matching_views
 from tools.agent_tools import (
     CREATE_ESCALATION_TICKET,
     DRAFT_CUSTOMER_EMAIL,
@@ -128,9 +128,14 @@ def _judge_draft(request: DraftRequest, facts: GateFacts) -> GateVerdict | None:
     content = " ".join(
         [request.summary, *request.findings, *request.policy_points, *request.next_steps]
     )
-    flattened = normalise_for_matching(content)
+    # Every matching view (case, look-alikes, zero-width, spaced letters, leetspeak), and each
+    # with spaces removed, so "c o n f i d e n t i a l" is caught as well.
+    views = matching_views(content)
+    squeezed = [view.replace(" ", "") for view in views]
     for marker in INTERNAL_MARKERS:
-        if marker in flattened:
+        if any(marker in view for view in views) or any(
+            marker.replace(" ", "") in view for view in squeezed
+        ):
             return GateVerdict.deny(
                 f"the draft contains {marker!r} material; internal information never goes to "
                 "a customer"

@@ -93,6 +93,18 @@ def mermaid_diagram() -> str:
     return build_graph().compile().get_graph().draw_mermaid()
 
 
+DIAGRAM_START = "<!-- graph:start -->"
+DIAGRAM_END = "<!-- graph:end -->"
+
+
+def readme_with_diagram(readme: str) -> str:
+    """The README text with the generated diagram between its markers (see `make diagram`)."""
+    head, _, rest = readme.partition(DIAGRAM_START)
+    _, _, tail = rest.partition(DIAGRAM_END)
+    block = f"{DIAGRAM_START}\n```mermaid\n{mermaid_diagram().strip()}\n```\n{DIAGRAM_END}"
+    return f"{head}{block}{tail}"
+
+
 def _studio_graph() -> Any:
     # LangGraph Studio / `langgraph dev` brings its own persistence: compile without a saver.
     return build_graph().compile(name="email_triage")
@@ -100,3 +112,11 @@ def _studio_graph() -> Any:
 
 #: The graph `langgraph.json` exports.
 email_triage = _studio_graph()
+
+
+if __name__ == "__main__":  # `python -m graph.builder README.md` refreshes the diagram
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target.write_text(readme_with_diagram(target.read_text(encoding="utf-8")), encoding="utf-8")

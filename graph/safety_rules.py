@@ -128,6 +128,8 @@ _LEET_ONE_AS_L = str.maketrans({**_LEET_COMMON, "1": "l", "|": "i"})
 _BANG_IN_WORD = re.compile(r"(?<=[a-z0-9])!(?=[a-z0-9])")
 # A capital I standing in for a lower-case l inside a word ("Iawyer", "IawsuIt").
 _CAPITAL_I_IN_WORD = re.compile(r"\b(?=[A-Za-z]*[a-z])[A-Za-z]*I[A-Za-z]*\b")
+# A right-to-left override makes "eus" display as "sue"; the rules read what a person sees.
+_RIGHT_TO_LEFT_OVERRIDE = re.compile("\u202e([^\u202c\u2069\n]*)")
 _QUOTE_MARKERS = re.compile(r"^[ \t]*(?:>[ \t]*)+", re.MULTILINE)
 _HYPHENATED_LINE_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
 _WHITESPACE = re.compile(r"[\s_]+")
@@ -163,6 +165,7 @@ def _canonical(text: str, *, capital_i_as_l: bool) -> str:
     """Case, script and layout folded; leetspeak and whitespace still untouched."""
     text = html.unescape(text)
     if not text.isascii():
+        text = _RIGHT_TO_LEFT_OVERRIDE.sub(lambda run: run.group(1)[::-1], text)
         text = _strip_invisible(text)
         text = unicodedata.normalize("NFKC", text).translate(_UPPER_LOOKALIKES)
     if capital_i_as_l:
@@ -217,7 +220,10 @@ def matching_views(text: str) -> tuple[str, ...]:
     (``1awyer``), with a capital I inside a word read as ``l``; then each of those with runs of
     spaced-out single letters glued together ("s u e" -> "sue").
     """
-    leet = _leet_views(text)
+    return _with_spaced_letters_collapsed(_leet_views(text))
+
+
+def _with_spaced_letters_collapsed(leet: tuple[str, ...]) -> tuple[str, ...]:
     return _unique((*leet, *(_collapse_spaced_letters(view) for view in leet)))
 
 
@@ -629,18 +635,21 @@ class _Occurrence:
 
 
 def _applies(exception: _Exception, occurrence: _Occurrence) -> bool:
-    near = occurrence.near(exception.window)
+    """Whether ``exception`` defuses this one occurrence: all conditions hold, no veto does."""
     if exception.before and not exception.before.search(occurrence.before):
         return False
     if exception.after and not exception.after.match(occurrence.after):
-        return False
-    if exception.near and not any(exception.near.search(side) for side in near):
         return False
     if exception.unless_before and exception.unless_before.search(occurrence.before):
         return False
     if exception.unless_after and exception.unless_after.match(occurrence.after):
         return False
-    return not (exception.unless_near and any(exception.unless_near.search(s) for s in near))
+    if not (exception.near or exception.unless_near):
+        return True
+    sides = occurrence.near(exception.window)
+    if exception.near and not any(exception.near.search(side) for side in sides):
+        return False
+    return not (exception.unless_near and any(exception.unless_near.search(s) for s in sides))
 
 
 def _first_live_match(trigger: _Trigger, view: str, context_chars: int) -> re.Match[str] | None:
@@ -673,7 +682,7 @@ def _spaced_evidence(rule: CategoryRule, runs: Iterable[str]) -> str | None:
 
 def _scan(text: str, where: Where, rules: RiskRules) -> Iterator[RiskFlag]:
     leet = _leet_views(text)
-    views = _unique((*leet, *(_collapse_spaced_letters(view) for view in leet)))
+    views = _with_spaced_letters_collapsed(leet)
     runs = _spaced_runs(leet)
     for rule in rules.categories:
         evidence = _category_evidence(rule, views, rules.context_chars)

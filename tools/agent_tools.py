@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
@@ -100,7 +101,13 @@ def _unavailable(**_: Any) -> str:
 
 def tool_schemas(names: Sequence[str]) -> list[BaseTool]:
     """LangChain tool objects (name, description, argument schema) for ``bind_tools``."""
-    return [
+    return list(_tool_schemas(tuple(names)))
+
+
+@cache
+def _tool_schemas(names: tuple[str, ...]) -> tuple[BaseTool, ...]:
+    # Built once per process: schema generation is a noticeable share of a model call's cost.
+    return tuple(
         StructuredTool.from_function(
             func=_unavailable,
             name=name,
@@ -108,7 +115,7 @@ def tool_schemas(names: Sequence[str]) -> list[BaseTool]:
             args_schema=ARGUMENT_SCHEMAS[name],
         )
         for name in names
-    ]
+    )
 
 
 class ToolArgumentsInvalid(ValueError):

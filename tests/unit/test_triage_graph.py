@@ -439,3 +439,11 @@ def test_a_reviewer_can_escalate_instead(context: Context) -> None:
     )
     assert done.status == "escalated"
     assert done.queue == "communications"
+
+
+def test_the_readme_diagram_is_generated_from_the_graph() -> None:
+    from graph.builder import readme_with_diagram
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "```mermaid" in readme
+    assert readme == readme_with_diagram(readme), "run `make diagram` to refresh README.md"
