@@ -154,6 +154,21 @@ def test_documented_bait_is_not_flagged(text: str) -> None:
         ("My credit card was stolen last week.", "fraud_chargeback"),
         ("I didn't authorize that.", "fraud_chargeback"),
         ("This looks like fraud.", "fraud_chargeback"),
+        # common misspellings and less obvious wording
+        ("Getting my atorney involved.", "legal_threat"),
+        ("I will contact a laywer.", "legal_threat"),
+        ("I'll be filing a complaint with the BBB.", "legal_threat"),
+        ("I want to press charges.", "legal_threat"),
+        ("ill kil u", "safety_concern"),
+        ("I hope your store burns down.", "safety_concern"),
+        ("Your guard pushed me at the door.", "safety_concern"),
+        ("Your manager threatened to hit me.", "safety_concern"),
+        ("He won't leave me alone when I come in.", "harassment"),
+        ("The clerk yelled at me at the till.", "harassment"),
+        ("Delete me from your database.", "privacy_request"),
+        ("I am writing a piece for the Tribune about late fees.", "media_inquiry"),
+        ("My bank is investigating this payment.", "fraud_chargeback"),
+        ("Someone hacked my account and rented films.", "fraud_chargeback"),
     ],
 )
 def test_plain_statements_escalate(text: str, category: str) -> None:
@@ -227,6 +242,9 @@ ZWSP, ZWNJ, ZWJ, WORD_JOINER, BOM, SOFT_HYPHEN = (
         (f"I will s{SOFT_HYPHEN}ue you", "legal_threat"),
         (f"my law{ZWSP}yer will call", "legal_threat"),
         (f"unauthori{ZWJ}zed charge", "fraud_chargeback"),
+        ("I will s\u3164ue you", "legal_threat"),  # Hangul filler renders as nothing
+        ("I will s\u034fue you", "legal_threat"),  # combining grapheme joiner
+        ("I will \u202eeus\u202c you", "legal_threat"),  # right-to-left override shows "sue"
         # case and layout
         ("I WILL SUE YOU", "legal_threat"),
         ("I'M TAKING LEGAL ACTION", "legal_threat"),
@@ -316,6 +334,18 @@ def test_exceptions_and_pleas_cannot_defuse_a_real_threat(text: str) -> None:
         "Is CONFIDENTIAL INTERVIEW a documentary?",
         "The download was 80mb.",
         "Order 5100, 3 discs, $15.00 total, 7 days.",
+        "She kept calling me to let me know the film was back, so kind.",
+        "The manager keeps calling me about my overdue rental, it's returned!",
+        "My husband yelled at me for forgetting to return it. Can you waive the fee?",
+        "My daughter was bullied at school, so we've been watching comfort films.",
+        "Please forward this to Sue in accounts.",
+        "Me and Sue loved it.",
+        "Can my attorney-in-fact pick up the DVDs? I'm in hospital.",
+        "Any good films about journalists?",
+        "I saw a reporter on TV recommend your shop!",
+        "My wife is a journalist and she loves your store.",
+        "Email me the receipt at sue_smith@example.com please.",
+        "Is your website unsafe? My browser warned me.",
     ],
 )
 def test_bait_is_not_flagged(text: str) -> None:
