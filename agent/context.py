@@ -87,6 +87,8 @@ class Context:
     sql_max_rows: int = 100
     #: Draft validation failures the model may fix before the email is escalated.
     max_draft_retries: int = 2
+    #: Ask the model to classify risks too; it can only add to what the rules found.
+    risk_classifier: bool = False
     #: Tools whose calls wait for a human's approval at the gate before they run.
     review_tools: tuple[str, ...] = ()
     #: A ready-made LangChain chat model; overrides ``model`` (for Python callers and tests).

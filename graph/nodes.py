@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from pydantic import BaseModel, Field
 
 from agent.context import Context
 from agent.emails import InboundEmail
@@ -20,7 +21,7 @@ from graph.decision import TriageDecision, enforce_decision
 from graph.email_text import html_to_text, looks_like_html, split_quoted_history
 from graph.gates import audit_verdicts, customer_identity, gate_facts, last_ai_message, run_gate
 from graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
-from graph.safety_rules import assess_risk
+from graph.safety_rules import RiskCategory, RiskFlag, assess_risk, raise_only
 from graph.services import services_for
 from graph.state import GateVerdictRecord, TriageState
 from policies import policy_rules
@@ -164,6 +165,8 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     email = state["email"]
     risk = assess_risk(str(email.get("subject", "")), str(email.get("body", "")),
                        quoted=state.get("quoted_history", ""))
+    if runtime.context.risk_classifier:
+        risk = raise_only(risk, _classifier_flags(state, runtime))
     customer = state.get("customer")
     risk_record = {
         "forced_escalation": risk.forced_escalation,
@@ -186,6 +189,32 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     return {"risk": risk_record,
             "messages": [HumanMessage(content="Case facts from MediaVault systems:\n"
                                       + render_facts(facts))]}
+
+
+class RiskClassification(BaseModel):
+    """A model's reading of the risks in an email (it can only add to the rules' findings)."""
+
+    categories: list[RiskCategory] = Field(
+        default_factory=list,
+        description="Risk categories present: legal_threat, safety_concern, harassment, "
+        "privacy_request, media_inquiry, fraud_chargeback. Empty when none.",
+    )
+    evidence: str = Field(default="", max_length=200, description="The words that show it.")
+
+
+def _classifier_flags(state: TriageState, runtime: Runtime[Context]) -> list[RiskFlag]:
+    """Risk flags from the model classifier; a failing or malformed classifier adds nothing."""
+    structured = _model(runtime).with_structured_output(RiskClassification)
+    try:
+        result = structured.invoke([*state["messages"], HumanMessage(
+            content="[MediaVault instruction] Classify the risks in the email above.")])
+    except Exception:  # the rules' assessment stands on its own
+        return []
+    if not isinstance(result, RiskClassification):
+        return []
+    evidence = result.evidence or "model classifier"
+    return [RiskFlag(category=category, evidence=evidence, where="body", source="classifier")
+            for category in result.categories]
 
 
 # ------------------------------------------------------------------------------- investigate

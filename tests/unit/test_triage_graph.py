@@ -16,6 +16,7 @@ from agent.api import ReviewDecision, resume, triage_email
 from agent.audit import read_events, verify_audit_log
 from agent.context import Context
 from agent.inbox import read_inbox_csv
+from agent.rules_model import RulesChatModel
 from agent.scripted_model import ScriptedChatModel, tool_call_message
 from graph.builder import NODE_NAMES, build_graph
 
@@ -447,3 +448,37 @@ def test_the_readme_diagram_is_generated_from_the_graph() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "```mermaid" in readme
     assert readme == readme_with_diagram(readme), "run `make diagram` to refresh README.md"
+
+
+def _classifier(categories: list[str]) -> Callable[[list[BaseMessage], list[str]], AIMessage]:
+    rules = RulesChatModel()
+
+    def play(messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+        if "RiskClassification" in tools:
+            return tool_call_message("RiskClassification",
+                                     {"categories": categories, "evidence": "model says so"},
+                                     f"risk-{len(messages)}")
+        # Everything else is the offline model's usual answer.
+        answer = rules.invoke(messages, tools=[{"type": "function", "function": {"name": name}}
+                                               for name in tools])
+        assert isinstance(answer, AIMessage)
+        return answer
+
+    return play
+
+
+def test_a_model_classifier_can_raise_the_risk(context: Context) -> None:
+    raised = context.with_overrides(risk_classifier=True,
+                                    chat_model=ScriptedChatModel(script=_classifier(
+                                        ["media_inquiry"])))
+    result = triage_email(_inbox_email("msg-003"), context=raised)
+    assert result.status == "escalated"
+    assert result.queue == "communications"
+
+
+def test_a_model_classifier_cannot_lower_the_risk(context: Context) -> None:
+    lowered = context.with_overrides(risk_classifier=True,
+                                     chat_model=ScriptedChatModel(script=_classifier([])))
+    result = triage_email(_inbox_email("msg-004"), context=lowered)
+    assert result.status == "escalated"
+    assert result.queue == "tier2_legal"
