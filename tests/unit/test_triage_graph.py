@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from agent.api import ReviewDecision, resume, triage_email
 from agent.audit import read_events, verify_audit_log
+from agent.case_store import CaseStore
 from agent.context import Context
 from agent.inbox import read_inbox_csv
 from agent.rules_model import RulesChatModel
@@ -107,6 +108,20 @@ def test_sample_inbox_routes_as_labelled_with_the_rules_model(context: Context) 
     assert len(cases) == len(emails)
     assert all(case["status"] in ("awaiting_review", "escalated") for case in cases)
     assert verify_audit_log(context.audit_path).ok
+
+
+def test_running_the_inbox_again_adds_no_rows(context: Context) -> None:
+    emails = read_inbox_csv(INBOX).emails
+    for email in emails:
+        triage_email(email, context=context)
+    tables = ("emails", "cases", "drafts", "tickets", "reviews", "outbox")
+    before = {table: _count(context, table) for table in tables}
+    audit_lines = len(context.audit_path.read_text().splitlines())
+    again = [triage_email(email, context=context) for email in emails]
+    assert all(result.already_recorded for result in again)
+    assert {table: _count(context, table) for table in tables} == before
+    assert before["cases"] == len(emails)
+    assert len(context.audit_path.read_text().splitlines()) == audit_lines
 
 
 def test_triaging_an_email_again_returns_the_recorded_outcome(context: Context) -> None:
@@ -412,6 +427,13 @@ def test_an_invalid_edit_is_refused_with_reasons_and_the_review_stays_open(
     done = resume("msg-003", ReviewDecision(type="edit", body=good), context=context)
     assert done.status == "approved"
     assert done.draft is not None and "Enjoy the film!" in done.draft["body"]
+    case = CaseStore(context.cases_path).get_case("msg-003")
+    assert case is not None and case.status == "approved"
+    assert [d.source for d in case.drafts] == ["model", "reviewer"]
+    assert [r.decision for r in case.reviews] == ["edit"]
+    assert case.reviews[0].edit_size and case.reviews[0].edit_size > 0
+    assert case.outbox is not None
+    assert "Enjoy the film!" in Path(case.outbox.path).read_text()
 
 
 def test_reject_sends_the_draft_back_for_one_revision(context: Context) -> None:
@@ -429,6 +451,10 @@ def test_reject_sends_the_draft_back_for_one_revision(context: Context) -> None:
     )
     assert closed.status == "rejected"
     assert _count(context, "reviews") == 2
+    case = CaseStore(context.cases_path).get_case("msg-003")
+    assert case is not None
+    assert [r.reason_category for r in case.reviews] == ["tone", "tone"]
+    assert case.outbox is None
 
 
 def test_a_reviewer_can_escalate_instead(context: Context) -> None:
