@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint typecheck unit bench diagram clean
+.PHONY: demo test lint typecheck unit bench diagram browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/mediavault demo
 
 ## test: install the dev extras, then ruff, mypy and pytest
-test: $(DEV_INSTALLED) lint typecheck unit
+test: $(DEV_INSTALLED) browser lint typecheck unit
 
 lint: $(DEV_INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -41,6 +42,13 @@ bench: $(INSTALLED)
 ## diagram: regenerate the README's mermaid diagram from the graph
 diagram: $(INSTALLED)
 	$(PY) -m graph.builder README.md
+
+## browser: Debian's chromium for the review console's browser test (installed as root if missing)
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "note: $(CHROMIUM) is missing; install Debian's chromium package as root" >&2; fi
 
 clean:
 	rm -rf .mediavault .pytest_cache .mypy_cache .ruff_cache build *.egg-info

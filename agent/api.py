@@ -1,27 +1,33 @@
 """The Python API other services import: triage an email, resume a review, list pending ones.
 
 Every call works on files only (SQLite checkpoints, the case store, the audit log), so a resume
-works from a new process on the same ``MEDIAVAULT_HOME``.
+works from a new process on the same ``MEDIAVAULT_HOME``. :func:`atriage_email` is the asyncio
+twin of :func:`triage_email`; :mod:`agent.batch` runs many emails at once on top of it.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
+import fcntl
+import hashlib
+import re
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.checkpoints import open_async_checkpointer, open_checkpointer
 from agent.context import ConfigurationError, Context
 from agent.emails import InboundEmail
 from graph.builder import build_graph
 from graph.nodes import thread_id_for
 from graph.services import services_for
+
+_THREAD_ID = re.compile(r"email-[0-9a-f]{24}")
 
 Status = Literal["awaiting_review", "approved", "rejected", "escalated", "failed"]
 
@@ -40,6 +46,8 @@ class TriageResult(BaseModel):
     draft: dict[str, Any] | None = None
     ticket: dict[str, Any] | None = None
     review_request: dict[str, Any] | None = None
+    #: Identifies the pending review request; pass it back as ``ReviewDecision.request_id``.
+    review_request_id: str | None = None
     gate_denials: int = 0
     gate_log: list[dict[str, Any]] = Field(default_factory=list)
     already_recorded: bool = False
@@ -57,6 +65,9 @@ class ReviewDecision(BaseModel):
     message: str | None = Field(default=None, max_length=1000)
     reason_category: Literal["tone", "factual", "policy", "other"] | None = None
     queue: str | None = None
+    #: The ``review_request_id`` the reviewer was shown. When given, the decision applies only
+    #: to that request: a retried or late answer never approves a newer request.
+    request_id: str | None = None
 
     def as_resume_value(self) -> dict[str, Any]:
         decision: dict[str, Any] = {"type": self.type, "reviewer": self.reviewer}
@@ -78,36 +89,35 @@ class NoPendingReview(LookupError):
     """The email has no review waiting (unknown, already decided, or escalated)."""
 
 
-# Writers of one checkpoint file take turns; SQLite would otherwise answer "database is locked".
-_SAVER_LOCKS: dict[str, threading.RLock] = {}
-_SAVER_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(context: Context) -> threading.RLock:
-    key = str(context.checkpoint_path.resolve())
-    with _SAVER_LOCKS_GUARD:
-        return _SAVER_LOCKS.setdefault(key, threading.RLock())
+class StaleReview(NoPendingReview):
+    """The decision names a review request that is no longer the one waiting."""
 
 
 @contextmanager
 def _compiled_graph(context: Context) -> Iterator[Any]:
-    context.home.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(str(context.checkpoint_path), check_same_thread=False,
-                                 timeout=30)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        saver = SqliteSaver(connection)
-        with _lock_for(context):
-            yield build_graph().compile(checkpointer=saver)
-    finally:
-        connection.close()
+    # SQLite file in MEDIAVAULT_HOME, or the Postgres saver when MEDIAVAULT_STATE_DB is set.
+    with open_checkpointer(context) as saver:
+        yield build_graph().compile(checkpointer=saver)
+
+
+@asynccontextmanager
+async def async_compiled_graph(context: Context) -> AsyncIterator[Any]:
+    """The graph compiled with the context's asyncio checkpointer, for concurrent runs.
+
+    One connection serves every run on the graph and the saver serialises its own statements,
+    so concurrent runs in this process never meet "database is locked"; other processes are
+    waited for (SQLite: WAL mode and a busy timeout).
+    """
+    async with open_async_checkpointer(context) as saver:  # or Postgres: MEDIAVAULT_STATE_DB
+        yield build_graph().compile(checkpointer=saver)
 
 
 def _config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}, "recursion_limit": 80}
 
 
-def _resolve_context(context: Context | None, model: str | BaseChatModel | None) -> Context:
+def resolve_context(context: Context | None, model: str | BaseChatModel | None) -> Context:
+    """The context a call runs with: ``model`` (a name or a chat model) overrides its model."""
     context = context or Context()
     if isinstance(model, BaseChatModel):
         return context.with_overrides(chat_model=model)
@@ -116,7 +126,8 @@ def _resolve_context(context: Context | None, model: str | BaseChatModel | None)
     return context
 
 
-def _coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
+def coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
+    """An InboundEmail from a model or loose fields; ValueError names the first bad field."""
     if isinstance(email, InboundEmail):
         return email
     try:
@@ -128,7 +139,18 @@ def _coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
 
 
 def _result(graph: Any, thread_id: str, email_id: str, *, recorded: bool = False) -> TriageResult:
-    snapshot = graph.get_state(_config(thread_id))
+    return _result_from(graph.get_state(_config(thread_id)), thread_id, email_id,
+                        recorded=recorded)
+
+
+def _has_outcome(snapshot: Any) -> bool:
+    """Whether a thread already ended in an outcome or waits for a reviewer."""
+    return bool(snapshot.values and (snapshot.values.get("outcome") or snapshot.interrupts))
+
+
+def _result_from(
+    snapshot: Any, thread_id: str, email_id: str, *, recorded: bool = False
+) -> TriageResult:
     values: dict[str, Any] = dict(snapshot.values or {})
     decision = values.get("decision") or {}
     gate_log = list(values.get("gate_log") or [])
@@ -139,7 +161,8 @@ def _result(graph: Any, thread_id: str, email_id: str, *, recorded: bool = False
             email_id=email_id, thread_id=thread_id, status="awaiting_review",
             route=decision.get("route"), reason_code=decision.get("reason_code"),
             draft=values.get("draft"), review_request=pending[0].value,
-            gate_denials=denials, gate_log=gate_log, already_recorded=recorded,
+            review_request_id=pending[0].id, gate_denials=denials, gate_log=gate_log,
+            already_recorded=recorded,
         )
     outcome = values.get("outcome") or {}
     if not outcome:
@@ -165,14 +188,14 @@ def triage_email(
     Triaging an email that already has an outcome returns that outcome without re-running
     anything; an email whose run was interrupted by a crash continues from its last checkpoint.
     """
-    inbound = _coerce_email(email)
-    context = _resolve_context(context, model)
+    inbound = coerce_email(email)
+    context = resolve_context(context, model)
     thread_id = thread_id_for(inbound.email_id)
     config = _config(thread_id)
     with _compiled_graph(context) as graph:
         snapshot = graph.get_state(config)
-        if snapshot.values and (snapshot.values.get("outcome") or snapshot.interrupts):
-            return _result(graph, thread_id, inbound.email_id, recorded=True)
+        if _has_outcome(snapshot):
+            return _result_from(snapshot, thread_id, inbound.email_id, recorded=True)
         try:
             if snapshot.next:  # a run that died midway: continue from its last checkpoint
                 graph.invoke(None, config, context=context)
@@ -183,6 +206,52 @@ def triage_email(
         except Exception as problem:
             return _record_failure(context, inbound, thread_id, problem)
         return _result(graph, thread_id, inbound.email_id)
+
+
+async def atriage_email(
+    email: InboundEmail | Mapping[str, Any],
+    *,
+    context: Context | None = None,
+    model: str | BaseChatModel | None = None,
+) -> TriageResult:
+    """:func:`triage_email` for asyncio callers: the same outcome, recorded the same way.
+
+    The graph's nodes are synchronous; under asyncio they run on the event loop's default
+    executor, so model calls of concurrent runs overlap up to that executor's size.
+    """
+    inbound = coerce_email(email)
+    context = resolve_context(context, model)
+    async with async_compiled_graph(context) as graph:
+        return await atriage_on(graph, inbound, context)
+
+
+async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
+    """The outcome (or pending review) already recorded for ``email``, or None."""
+    thread_id = thread_id_for(email.email_id)
+    snapshot = await graph.aget_state(_config(thread_id))
+    if not _has_outcome(snapshot):
+        return None
+    return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+
+
+async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> TriageResult:
+    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch)."""
+    thread_id = thread_id_for(email.email_id)
+    config = _config(thread_id)
+    snapshot = await graph.aget_state(config)
+    if _has_outcome(snapshot):
+        return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+    try:
+        if snapshot.next:  # a run that died midway: continue from its last checkpoint
+            await graph.ainvoke(None, config, context=context)
+        else:
+            await graph.ainvoke({"email": email.model_dump(mode="json")}, config,
+                                context=context)
+    except ConfigurationError:
+        raise
+    except Exception as problem:
+        return await asyncio.to_thread(_record_failure, context, email, thread_id, problem)
+    return _result_from(await graph.aget_state(config), thread_id, email.email_id)
 
 
 def _record_failure(
@@ -204,6 +273,30 @@ def _record_failure(
                         error=reason)
 
 
+_DECISION_LOCKS: dict[str, threading.Lock] = {}
+_DECISION_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_decision_at_a_time(context: Context, thread_id: str) -> Iterator[None]:
+    """Decisions on one thread take turns, across threads and processes sharing the home.
+
+    Two reviewers answering the same request at once would otherwise both see it pending and
+    both apply their decision (a rejected draft sent anyway). The second now waits, then finds
+    the request answered. A byte-range lock per thread on one file keeps threads apart.
+    """
+    with _DECISION_LOCKS_GUARD:
+        local = _DECISION_LOCKS.setdefault(thread_id, threading.Lock())
+    context.home.mkdir(parents=True, exist_ok=True)
+    slot = int(hashlib.sha256(thread_id.encode()).hexdigest()[:7], 16)
+    with local, open(context.home / "decisions.lock", "a+b") as handle:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX, 1, slot)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle.fileno(), fcntl.LOCK_UN, 1, slot)
+
+
 def resume(
     email_id_or_thread: str,
     decision: ReviewDecision | Mapping[str, Any],
@@ -214,15 +307,20 @@ def resume(
     context = context or Context()
     answer = decision if isinstance(decision, ReviewDecision) else ReviewDecision.model_validate(
         dict(decision))
-    thread_id = (email_id_or_thread if email_id_or_thread.startswith("email-")
+    # Only the exact shape of a thread id counts as one: a Message-ID may start "email-" too.
+    thread_id = (email_id_or_thread if _THREAD_ID.fullmatch(email_id_or_thread)
                  else thread_id_for(email_id_or_thread))
-    with _compiled_graph(context) as graph:
+    with _one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
         snapshot = graph.get_state(_config(thread_id))
         if not snapshot.values:
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")
         email_id = str(snapshot.values["email"]["email_id"])
         if not snapshot.interrupts:
             raise NoPendingReview(f"{email_id} has no review waiting (already decided)")
+        if answer.request_id is not None and answer.request_id not in {
+                pending.id for pending in snapshot.interrupts}:
+            raise StaleReview(f"{email_id}: the review request {answer.request_id} was already "
+                              "answered; show the current request before deciding")
         graph.invoke(Command(resume=answer.as_resume_value()), _config(thread_id),
                      context=context)
         return _result(graph, thread_id, email_id)

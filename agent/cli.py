@@ -6,9 +6,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
+from agent.cli_audit import audit_app
+from agent.cli_cases import cases_app
 from agent.cli_db import db_app
+from agent.cli_eval import eval_command
+from agent.cli_metrics import metrics_command
+from agent.cli_redteam import redteam_command
+from agent.cli_review import review_app
+from agent.cli_serve import reviewers_app, serve_command
 from agent.cli_sql import sql_command
+from agent.cli_studio import studio_command
 from agent.cli_triage import demo_command, triage_command
+from agent.cli_worker import worker_command
 
 app = typer.Typer(
     name="mediavault",
@@ -19,8 +28,18 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command(name="sql")(sql_command)
+app.command(name="redteam")(redteam_command)
 app.command(name="demo")(demo_command)
 app.command(name="triage")(triage_command)
+app.command(name="eval")(eval_command)
+app.add_typer(review_app, name="review")
+app.add_typer(cases_app, name="cases")
+app.command(name="metrics")(metrics_command)
+app.add_typer(audit_app, name="audit")
+app.command(name="studio")(studio_command)
+app.command(name="serve")(serve_command)
+app.add_typer(reviewers_app, name="reviewers")
+app.command(name="worker")(worker_command)
 
 
 def _package_version() -> str:

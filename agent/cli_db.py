@@ -75,11 +75,47 @@ def init_command(
         bool, typer.Option("--force", help="Replace an existing demo database.")
     ] = False,
     home: HomeOption = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            metavar="DSN",
+            help="Provision this PostgreSQL database instead (an administrator's DSN): schema, "
+            "data, the SELECT-only mediavault_agent role, row-level security, timeouts.",
+        ),
+    ] = None,
+    from_sqlite: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-sqlite", help="With --postgres: load this Sakila SQLite file, not demo data."
+        ),
+    ] = None,
+    plant_film_description: Annotated[
+        str | None,
+        typer.Option("--plant-film-description", metavar="TEXT",
+                     help="Red-team data: put TEXT in every scenario film's description."),
+    ] = None,
+    plant_address2: Annotated[
+        str | None,
+        typer.Option("--plant-address2", metavar="TEXT",
+                     help="Red-team data: put TEXT in every scenario customer's address2."),
+    ] = None,
 ) -> None:
     """Generate the demo Sakila database and stamp its business date (default: MEDIAVAULT_TODAY,
     else today). The same seed always gives the same customers, films and history."""
     context = _context(home)
     business_date = _as_of(as_of, "--as-of") or context.today
+    if postgres is not None:
+        from agent.cli_postgres import init_postgres
+
+        init_postgres(postgres, from_sqlite=from_sqlite, seed=seed, as_of=business_date,
+                      force=force)  # fmt: skip
+        return
+    if from_sqlite is not None:
+        _fail("--from-sqlite loads a file into Postgres; use it with --postgres DSN")
+    if path is None and context.db_is_server:
+        _fail("MEDIAVAULT_DB names a database server; provision it with "
+              "`mediavault db init --postgres ADMIN_DSN`")  # fmt: skip
     target = path or context.db_path
     if target.exists():
         if not force:
@@ -92,7 +128,10 @@ def init_command(
                 code=1,
             )
     try:
-        summary = build_demo_database(target, seed=seed, as_of=business_date, overwrite=force)
+        plant = {key: text for key, text in (("film_description", plant_film_description),
+                                              ("address2", plant_address2)) if text is not None}
+        summary = build_demo_database(target, seed=seed, as_of=business_date, overwrite=force,
+                                      plant=plant or None)
     except (OSError, ValueError) as error:
         _fail(f"cannot build {target}: {error}", code=1)
 
@@ -129,6 +168,9 @@ def info_command(
     override = _as_of(as_of, "--as-of")
     if db is not None:
         path, source = db, "--db"
+    elif context.db_is_server:
+        _fail("db info reads Sakila SQLite files; for the Postgres database in MEDIAVAULT_DB "
+              "run `mediavault sql --schema`")  # fmt: skip
     elif context.db is not None:
         path, source = context.db_path, "MEDIAVAULT_DB"
     else:

@@ -18,8 +18,10 @@ DEMO_DB_NAME = "sakila_demo.sqlite"
 
 #: Environment variables read by :class:`Context`, documented in the README.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "MEDIAVAULT_DB": "Business database: a Sakila SQLite file (default: the demo database in "
-    "MEDIAVAULT_HOME).",
+    "MEDIAVAULT_DB": "Business database: a Sakila SQLite file or a postgresql:// DSN for the "
+    "SELECT-only agent role (default: the demo database in MEDIAVAULT_HOME).",
+    "MEDIAVAULT_STATE_DB": "Shared operations state for several workers: a postgresql:// DSN "
+    "holding checkpoints and cases (default: SQLite files in MEDIAVAULT_HOME).",
     "MEDIAVAULT_HOME": "State directory for the demo database, checkpoints, cases and the audit "
     "log (default: ./.mediavault).",
     "MEDIAVAULT_MODEL": "Chat model: `rules` (offline, default) or `openai:<model>`.",
@@ -75,6 +77,8 @@ class Context:
 
     home: Path = field(default_factory=_default_home)
     db: str | None = field(default_factory=lambda: _env("MEDIAVAULT_DB"))
+    #: Checkpoints and cases on a Postgres server (a DSN) instead of files in ``home``.
+    state_db: str | None = field(default_factory=lambda: _env("MEDIAVAULT_STATE_DB"))
     model: str = field(default_factory=lambda: _env("MEDIAVAULT_MODEL") or "rules")
     today: date | None = field(default_factory=_default_today)
     review: str = field(default_factory=lambda: _env("MEDIAVAULT_REVIEW") or "all")
@@ -102,8 +106,32 @@ class Context:
             raise ConfigurationError("model name is empty; use `rules` or `openai:<model>`")
 
     @property
+    def db_is_server(self) -> bool:
+        """Whether ``db`` is a server DSN (``postgresql://...``) rather than a file."""
+        return self.db is not None and "://" in self.db
+
+    @property
+    def db_location(self) -> str | Path:
+        """The business database as ``open_business_db`` takes it: a DSN text or a file path."""
+        return self.db.strip() if self.db is not None and self.db_is_server else self.db_path
+
+    @property
+    def sql_dialect(self) -> str:
+        """The SQL dialect of the business database: ``sqlite`` or ``postgres``."""
+        return "postgres" if self.db_is_server else "sqlite"
+
+    @property
     def db_path(self) -> Path:
-        """The business database file (the demo database unless ``db`` is set)."""
+        """The business database file (the demo database unless ``db`` is set).
+
+        A server DSN is not a file: asking for its path is a configuration error (a ``Path``
+        would silently turn ``postgresql://host`` into ``postgresql:/host``).
+        """
+        if self.db_is_server:
+            raise ConfigurationError(
+                "MEDIAVAULT_DB / --db names a database server, not a file; this needs a Sakila "
+                "SQLite file"
+            )
         return Path(self.db) if self.db else self.home / DEMO_DB_NAME
 
     @property

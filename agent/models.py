@@ -7,15 +7,22 @@ Models are built lazily inside graph nodes, never at import time, so the graph (
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
 from agent.context import ConfigurationError, Context
 
-#: Per-request timeout and retries for hosted models (429/5xx/timeouts are retried with backoff).
+#: Per-request timeout and retries for hosted models. 429, 5xx and timed-out requests are retried
+#: with exponential backoff (0.5 s, 1 s, 2 s, ... capped at 8 s, or the server's Retry-After);
+#: once retries are exhausted the graph escalates the email with "model unavailable: ...".
 OPENAI_TIMEOUT_SECONDS = 60.0
 OPENAI_MAX_RETRIES = 3
+
+#: Environment variables that tune the hosted-model client (read when a model is built).
+MODEL_TIMEOUT_ENV = "MEDIAVAULT_MODEL_TIMEOUT"
+MODEL_MAX_RETRIES_ENV = "MEDIAVAULT_MODEL_MAX_RETRIES"
 
 
 def build_chat_model(name: str) -> BaseChatModel:
@@ -45,8 +52,8 @@ def _openai_model(model: str) -> BaseChatModel:
 
     options: dict[str, Any] = {
         "model": model,
-        "timeout": OPENAI_TIMEOUT_SECONDS,
-        "max_retries": OPENAI_MAX_RETRIES,
+        "timeout": model_timeout_seconds(),
+        "max_retries": model_max_retries(),
         "temperature": 0,
         # Local servers (vLLM, llama.cpp, Ollama) accept any key; the client insists on one.
         "api_key": api_key or "not-needed",
@@ -54,6 +61,37 @@ def _openai_model(model: str) -> BaseChatModel:
     if base_url:
         options["base_url"] = base_url
     return ChatOpenAI(**options)
+
+
+def model_timeout_seconds() -> float:
+    """Seconds one model request may take (``MEDIAVAULT_MODEL_TIMEOUT``, default 60)."""
+    raw = os.environ.get(MODEL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return OPENAI_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:  # also rejects nan and inf
+        raise ConfigurationError(
+            f"{MODEL_TIMEOUT_ENV}={raw!r} is not a number of seconds between 0 and 3600"
+        )
+    return seconds
+
+
+def model_max_retries() -> int:
+    """Retries after a 429, 5xx or timed-out request (``MEDIAVAULT_MODEL_MAX_RETRIES``, default 3).
+
+    Zero turns retries off; more than 10 would keep an email waiting for minutes.
+    """
+    raw = os.environ.get(MODEL_MAX_RETRIES_ENV, "").strip()
+    if not raw:
+        return OPENAI_MAX_RETRIES
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or int(raw) > 10:
+        raise ConfigurationError(
+            f"{MODEL_MAX_RETRIES_ENV}={raw!r} is not a whole number of retries from 0 to 10"
+        )
+    return int(raw)
 
 
 def chat_model_for(context: Context) -> BaseChatModel:

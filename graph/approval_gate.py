@@ -73,6 +73,8 @@ class GateFacts:
     max_tool_calls: int
     sql_max_rows: int
     review_tools: Collection[str] = ()
+    #: The business database's SQL dialect: the gate checks SQL as the data layer will.
+    sql_dialect: str = "sqlite"
 
 
 def judge_tool_call(call: Mapping[str, Any], facts: GateFacts) -> GateVerdict:
@@ -95,7 +97,7 @@ def judge_tool_call(call: Mapping[str, Any], facts: GateFacts) -> GateVerdict:
         return GateVerdict.deny(str(problem))
     if isinstance(arguments, RunSqlQueryArgs):
         try:
-            guard_sql(arguments.query, max_rows=facts.sql_max_rows)
+            guard_sql(arguments.query, dialect=facts.sql_dialect, max_rows=facts.sql_max_rows)
         except SqlRefused as refusal:
             return GateVerdict.deny(f"SQL refused ({refusal.rule}): {refusal.message}")
     if isinstance(arguments, DraftRequest):

@@ -18,6 +18,8 @@ def html_to_text(html: str) -> str:
     converter = html2text.HTML2Text()
     converter.ignore_images = True
     converter.ignore_links = True
+    # No "**" or "_" markers: "<b>s</b>ue" must read "sue", not "**s** ue", for every check.
+    converter.ignore_emphasis = True
     converter.body_width = 0
     return converter.handle(html).strip()
 

@@ -59,6 +59,7 @@ def gate_facts(state: TriageState, context: Context, phase: Phase) -> GateFacts:
         tool_calls_used=int(state.get("tool_calls", 0)),
         max_tool_calls=context.max_tool_calls,
         sql_max_rows=context.sql_max_rows,
+        sql_dialect=context.sql_dialect,
         review_tools=context.review_tools,
     )
 
@@ -104,6 +105,15 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
                 call, verdict = _apply_review(call, next(reviewed), facts)
             resolved.append((call, verdict))
         verdicts = resolved
+
+    if phase != "investigate":
+        # Drafting and escalating act once per turn; a further call in the same message is
+        # refused here, so that it, too, is answered and audited instead of silently dropped.
+        allowed = [i for i, (_, verdict) in enumerate(verdicts) if verdict.verdict == "allow"]
+        for i in allowed[1:]:
+            extra = verdicts[i][0]
+            verdicts[i] = (extra, GateVerdict.deny(
+                f"only one {extra.get('name')} call per turn; the first one was used"))
 
     tool_messages: list[ToolMessage] = []
     approved: list[dict[str, Any]] = []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages.tool import invalid_tool_call
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -97,18 +99,86 @@ def _invoke(
                     "output_tokens": usage.get("output_tokens"),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "tool_calls": len(response.tool_calls)})
-    return _with_call_ids(response, f"{what}-{len(state.get('messages', []))}")
+    return _with_call_ids(response, f"{what}-{len(state.get('messages', []))}",
+                          _call_ids_used(state.get("messages", [])))
 
 
-def _with_call_ids(message: AIMessage, prefix: str) -> AIMessage:
-    # Some servers omit tool call ids; every call needs one so that it gets its ToolMessage.
-    if all(call.get("id") for call in message.tool_calls):
+#: Tool call arguments larger than this (as JSON) never enter the state: no tool takes that
+#: much, and every checkpoint would carry them again.
+MAX_TOOL_ARGUMENT_CHARS = 50_000
+#: Tool arguments are flat objects with lists of strings; deeper nesting is refused, since
+#: the checkpointer cannot store arbitrarily deep values.
+MAX_TOOL_ARGUMENT_DEPTH = 8
+#: A model's text longer than this is cut before it enters the state.
+MAX_MODEL_TEXT_CHARS = 20_000
+
+
+def _call_ids_used(messages: list[Any]) -> set[str]:
+    used: set[str] = set()
+    for message in messages:
+        if isinstance(message, AIMessage):
+            used.update(str(c.get("id")) for c in message.tool_calls if c.get("id"))
+            used.update(str(c.get("id")) for c in message.invalid_tool_calls if c.get("id"))
+        elif isinstance(message, ToolMessage):
+            used.add(str(message.tool_call_id))
+    return used
+
+
+def _argument_problem(args: object) -> str | None:
+    depth, stack = 0, [(args, 1)]
+    while stack:
+        value, level = stack.pop()
+        depth = max(depth, level)
+        if depth > MAX_TOOL_ARGUMENT_DEPTH:
+            return f"arguments nested deeper than {MAX_TOOL_ARGUMENT_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, level + 1) for v in value)
+    try:
+        size = len(json.dumps(args, default=str))
+    except (TypeError, ValueError):
+        return "arguments are not plain JSON values"
+    if size > MAX_TOOL_ARGUMENT_CHARS:
+        return f"arguments of {size} characters; at most {MAX_TOOL_ARGUMENT_CHARS}"
+    return None
+
+
+def _with_call_ids(message: AIMessage, prefix: str, used: set[str] | None = None) -> AIMessage:
+    """Every call gets an id of its own and arguments the state can hold.
+
+    Some servers omit ids, and a hostile model reuses them: two calls sharing an id would share
+    one ToolMessage and one audit key, hiding the second execution. Missing and repeated ids
+    are replaced; oversized or deeply nested arguments become invalid calls the gate refuses.
+    """
+    seen = set(used or ())
+    calls: list[Any] = []
+    invalid: list[Any] = []
+    for index, call in enumerate([*message.tool_calls, *message.invalid_tool_calls]):
+        call_id = str(call.get("id") or "")
+        if not call_id or call_id in seen:
+            call_id, suffix = f"{prefix}-{index}", 0
+            while call_id in seen:
+                suffix += 1
+                call_id = f"{prefix}-{index}-{suffix}"
+        seen.add(call_id)
+        if index >= len(message.tool_calls):
+            invalid.append({**call, "id": call_id})
+            continue
+        problem = _argument_problem(call.get("args"))
+        if problem is None:
+            calls.append({**call, "id": call_id})
+        else:
+            invalid.append(invalid_tool_call(name=call.get("name"), args=None, id=call_id,
+                                             error=problem))
+    content = message.content
+    if isinstance(content, str) and len(content) > MAX_MODEL_TEXT_CHARS:
+        content = content[:MAX_MODEL_TEXT_CHARS] + " [... cut by MediaVault]"
+    if calls == message.tool_calls and invalid == message.invalid_tool_calls and (
+            content is message.content):
         return message
-    calls = [
-        {**call, "id": call.get("id") or f"{prefix}-{index}"}
-        for index, call in enumerate(message.tool_calls)
-    ]
-    return message.model_copy(update={"tool_calls": calls})
+    return message.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid,
+                                      "content": content})
 
 
 def _model(runtime: Runtime[Context]) -> BaseChatModel:
@@ -224,6 +294,8 @@ def investigate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
     """One turn of the bounded tool loop: the model proposes read-only tool calls."""
     context = runtime.context
     calls = int(state.get("model_calls", 0))
+    if state.get("budget_exceeded"):  # the gate spent the tool budget: no further turns
+        return {}
     if calls >= context.max_model_calls:
         return {"budget_exceeded": f"model call budget of {context.max_model_calls} exhausted"}
     if time.time() - float(state.get("started_at", time.time())) > context.time_budget_seconds:

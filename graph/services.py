@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 
 from agent.audit import AuditLog, audit_key_from_env
 from agent.case_store import CaseStore
+from agent.case_store_postgres import open_case_store
 from agent.context import Context
 from agent.models import chat_model_for
 from tools.business_date import business_date
@@ -31,14 +32,14 @@ class TriageServices:
     @cached_property
     def business_db(self) -> BusinessDatabase:
         return open_business_db(
-            self.context.db_path,
+            self.context.db_location,
             time_budget_seconds=self.context.sql_time_budget_seconds,
             max_rows=self.context.sql_max_rows,
         )
 
     @cached_property
     def case_store(self) -> CaseStore:
-        return CaseStore(self.context.cases_path)
+        return open_case_store(self.context)
 
     @cached_property
     def audit(self) -> AuditLog:
@@ -49,6 +50,9 @@ class TriageServices:
         return chat_model_for(self.context)
 
     def business_date(self) -> date:
+        if self.context.db_is_server:  # a server keeps the stamp itself, not in a file header
+            stamped = self.business_db.stamped_business_date()
+            return self.context.today or stamped or date.today()
         return business_date(self.context.db_path, self.context.today)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -42,7 +43,7 @@ class DataAccessRefused(Exception):
 
 
 class BusinessDatabaseError(RuntimeError):
-    """The business database cannot be used at all (missing, not SQLite, not Sakila, ...)."""
+    """The business database cannot be used at all (missing, not Sakila, unreachable, ...)."""
 
 
 class _Frozen(BaseModel):
@@ -172,6 +173,13 @@ class BusinessDatabase(ABC):
     def close(self) -> None:
         """Release resources; further sessions are refused."""
 
+    def stamped_business_date(self) -> date | None:
+        """The business date a server database stores (``db init`` sets it), if any.
+
+        File databases carry theirs in the file header, read by :mod:`tools.business_date`.
+        """
+        return None
+
     def __enter__(self) -> BusinessDatabase:
         return self
 
@@ -184,27 +192,44 @@ class BusinessDatabase(ABC):
         self.close()
 
 
+#: URL schemes that name a PostgreSQL server.
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+psycopg"})
+
+
+def is_server_dsn(db: str | Path) -> bool:
+    """Whether ``db`` names a database server (``scheme://...``) rather than a file."""
+    return bool(_DSN.match(str(db).strip()))
+
+
 def open_business_db(
     db: str | Path, *, time_budget_seconds: float = 2.0, max_rows: int = 100
 ) -> BusinessDatabase:
-    """Open the business database at ``db``: a Sakila SQLite file path.
+    """Open the business database ``db``: a Sakila SQLite file path or a ``postgresql://`` DSN.
 
-    Raises :class:`BusinessDatabaseError` with a message an operator can act on when the file
-    is missing, is not SQLite, is not a Sakila schema, or ``db`` names a server (Postgres is
-    not supported yet).
+    A DSN opens the PostgreSQL implementation (connect as the SELECT-only role that
+    ``mediavault db init --postgres`` provisions). Raises :class:`BusinessDatabaseError` with
+    a message an operator can act on when the file is missing, is not SQLite, is not a Sakila
+    schema, the server cannot be reached, or the role is more privileged than the agent's.
     """
     text = str(db).strip()
-    # A Path collapses "postgresql://host" to "postgresql:/host"; recognise both spellings.
     if _DSN.match(text):
         scheme = text.split(":", 1)[0].lower()
-        if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        if scheme not in POSTGRES_SCHEMES:
             raise BusinessDatabaseError(
-                "Postgres business databases are not supported yet (they will need the "
-                "`postgres` extra: pip install 'mediavault-agent[postgres]'); "
-                "use a Sakila SQLite file for now."
+                f"unsupported database URL scheme {scheme!r}; pass the path of a Sakila SQLite "
+                "file or a postgresql:// DSN"
             )
-        raise BusinessDatabaseError(
-            f"unsupported database URL scheme {scheme!r}; pass the path of a Sakila SQLite file"
+        if text.split("://", 1)[0].lower() != scheme or "://" not in text:
+            # A Path collapses "postgresql://host" to "postgresql:/host": the DSN was mangled
+            # on its way here; pass the original text.
+            raise BusinessDatabaseError(
+                f"{text!r} is not a complete DSN; write it as postgresql://user@host/database"
+            )
+        from tools.postgres_business_db import PostgresBusinessDatabase
+
+        dsn = "postgresql" + text[len(scheme):] if scheme == "postgresql+psycopg" else text
+        return PostgresBusinessDatabase(
+            dsn, time_budget_seconds=time_budget_seconds, max_rows=max_rows
         )
     # Imported here so that the interface module stays free of any driver.
     from tools.sqlite_business_db import SqliteBusinessDatabase

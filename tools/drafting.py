@@ -461,6 +461,15 @@ _PHONE = re.compile(
 )
 _MIN_PHONE_DIGITS = 7
 _MAX_PHONE_DIGITS = 15
+# Digits written as words ("five two eight, five five five ...") are a number all the same;
+# seven or more in a row never happen in ordinary prose.
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+                "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+_SPELLED_NUMBER = re.compile(
+    r"(?<![a-z])(?:(?:" + "|".join(_DIGIT_WORDS) + r")(?![a-z])[\s,.\-/()]*){7,}"
+)
+# A number split over two list lines ("528-555" / "- 0988") reads as one number.
+_LIST_LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*(?:[-*•·][ \t]+)?")
 
 _STREET_SUFFIXES = (
     "Alley|Avenue|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|Cape|Causeway|Centers?|"
@@ -584,8 +593,20 @@ def _find_contact_leaks(folded: str, contacts: _Contacts) -> list[ValidationProb
                 detail=f"a spelled-out e-mail address ({_masked(match.group())})",
             )
         )
-    without_dates = _NOT_PHONE.sub(lambda m: "~" * len(m.group()), folded)
+    joined = _LIST_LINE_BREAK.sub(" ", folded)
+    without_dates = _NOT_PHONE.sub(lambda m: "~" * len(m.group()), joined)
     without_emails = _EMAIL.sub(lambda m: "~" * len(m.group()), without_dates)
+    for match in _SPELLED_NUMBER.finditer(lowered):
+        digits = "".join(_DIGIT_WORDS[word] for word in re.findall(r"[a-z]+", match.group()))
+        if _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS and not contacts.has_phone(
+            digits
+        ):
+            problems.append(
+                ValidationProblem(
+                    code="dlp_phone",
+                    detail=f"a phone number written in words ({_masked(match.group())})",
+                )
+            )
     for match in _PHONE.finditer(without_emails):
         digits = _digits(match.group())
         # Spaced-out digits ("5 5 5 0 1 0 0") count too: prose rarely strings numbers that way.

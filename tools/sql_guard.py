@@ -6,11 +6,18 @@ sqlglot and accepts exactly one read-only SELECT built from an allowlist of synt
 functions; everything else is refused with a short message a model can act on. The row limit
 is enforced by rewriting the parsed tree, and the statement that runs is the one generated
 from that tree, never the caller's text with something appended.
+
+Two dialects, each with its own function allowlist: ``sqlite`` (the default) and ``postgres``.
+In PostgreSQL the allowlist leaves out whatever could undo the session the application set up
+(``set_config``, ``current_setting``) or sleep, read files, reach other servers (``dblink``) or
+touch large objects (``lo_*``); ``SET``, ``RESET`` and ``COPY`` are not SELECTs, and stacked
+statements are refused in both dialects (psycopg would run them all).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -54,9 +61,11 @@ class GuardedQuery:
 
 @dataclass(frozen=True, slots=True)
 class _DialectRules:
-    """What one SQL dialect may use. Postgres gets its own instance when it is supported."""
+    """What one SQL dialect may use."""
 
     name: str
+    #: The dialect's name in messages ("SQLite", "PostgreSQL").
+    label: str
     #: Function names as the database reports them; shared with the connection's authorizer.
     functions: frozenset[str]
     #: Schema qualifiers a table reference may carry.
@@ -67,6 +76,14 @@ class _DialectRules:
     table_functions: frozenset[str]
     table_function_prefixes: tuple[str, ...]
     collations: frozenset[str]
+    #: Allowed functions a refusal suggests instead.
+    examples: str = ""
+    #: Syntax nodes this dialect allows on top of the shared allowlist.
+    extra_nodes: frozenset[type[exp.Expr]] = frozenset()
+    #: Nodes under which a bare keyword (``exp.Var``: a unit, a collation) is expected.
+    keyword_parents: tuple[type[exp.Expr], ...] = (exp.Collate,)
+    #: Types a CAST may target; None leaves casts unrestricted (SQLite has no risky types).
+    cast_types: frozenset[exp.DType] | None = None
 
 
 #: Sample calls for every SQLite function a query may use. The sqlglot node types these parse
@@ -133,6 +150,11 @@ _SQLITE_FUNCTION_SAMPLES: dict[str, tuple[str, ...]] = {
 }
 #: Functions whose size argument must be a small literal (they allocate that many bytes).
 _SIZED_FUNCTIONS = frozenset({"randomblob", "zeroblob"})
+#: printf()/format() build their result in a single step that the time budget cannot stop
+#: ('%.2000000000c' takes half a minute), so widths and precisions are small literals.
+_FORMATTING_FUNCTIONS = frozenset({"printf", "format"})
+MAX_FORMAT_WIDTH = 100
+_FORMAT_SPEC = re.compile(r"%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 _SQLITE_TABLE_FUNCTIONS = frozenset(
     {"json_each", "json_tree", "dbstat", "fts3tokenize", "generate_series", "fsdir", "zipfile",
@@ -141,6 +163,7 @@ _SQLITE_TABLE_FUNCTIONS = frozenset(
 
 SQLITE_RULES = _DialectRules(
     name="sqlite",
+    label="SQLite",
     # LIKE and GLOB operators reach the authorizer as the functions like() and glob().
     functions=frozenset(_SQLITE_FUNCTION_SAMPLES) | {"like", "glob"},
     schemas=frozenset({"main", "temp"}),
@@ -148,8 +171,109 @@ SQLITE_RULES = _DialectRules(
     table_functions=_SQLITE_TABLE_FUNCTIONS,
     table_function_prefixes=("pragma_",),
     collations=frozenset({"binary", "nocase", "rtrim"}),
+    examples="lower, substr, instr, coalesce, round, date, julianday, strftime, count, sum, "
+    "avg, group_concat",
 )
-_DIALECTS: dict[str, _DialectRules] = {"sqlite": SQLITE_RULES}
+
+#: Sample calls for every PostgreSQL function a query may use, in PostgreSQL's own names.
+#: Left out on purpose: anything that sleeps, reads files or settings, changes the session
+#: (set_config, current_setting), reaches other servers (dblink), touches large objects
+#: (lo_*), or builds huge values from a small query (repeat, lpad, rpad).
+_POSTGRES_FUNCTION_SAMPLES: dict[str, tuple[str, ...]] = {
+    # aggregates
+    "avg": ("avg(1)",),
+    "bool_and": ("bool_and(true)",),
+    "bool_or": ("bool_or(true)",),
+    "count": ("count(1)", "count(*)"),
+    "max": ("max(1)",),
+    "min": ("min(1)",),
+    "string_agg": ("string_agg('a', ',')",),
+    "sum": ("sum(1)",),
+    # text and numbers
+    "abs": ("abs(1)",),
+    "btrim": ("btrim(' a ')",),
+    "ceil": ("ceil(1.5)",),
+    "ceiling": ("ceiling(1.5)",),
+    "char_length": ("char_length('a')",),
+    "coalesce": ("coalesce(1, 2)",),
+    "concat": ("concat('a', 'b')",),
+    "concat_ws": ("concat_ws(',', 'a', 'b')",),
+    "floor": ("floor(1.5)",),
+    "greatest": ("greatest(1, 2)",),
+    "initcap": ("initcap('a b')",),
+    "least": ("least(1, 2)",),
+    "left": ("left('abc', 2)",),
+    "length": ("length('a')",),
+    "lower": ("lower('a')",),
+    "ltrim": ("ltrim(' a')", "ltrim('xa', 'x')"),
+    "nullif": ("nullif(1, 2)",),
+    "position": ("position('b' in 'abc')",),
+    "replace": ("replace('a', 'b', 'c')",),
+    "right": ("right('abc', 2)",),
+    "round": ("round(1.5)", "round(1.55, 1)"),
+    "rtrim": ("rtrim('a ')", "rtrim('ax', 'x')"),
+    "sign": ("sign(-1)",),
+    "split_part": ("split_part('a,b', ',', 1)",),
+    "strpos": ("strpos('abc', 'b')",),
+    "substr": ("substr('abc', 1)", "substr('abc', 1, 2)"),
+    "substring": ("substring('abc', 1, 2)", "substring('abc' from 1 for 2)"),
+    "trim": ("trim(' a ')", "trim(both 'x' from 'xax')"),
+    "trunc": ("trunc(1.5)", "trunc(1.55, 1)"),
+    "upper": ("upper('a')",),
+    # dates and times
+    "age": ("age(now(), now())",),
+    "current_date": ("current_date",),
+    "current_timestamp": ("current_timestamp",),
+    "date_part": ("date_part('day', now())",),
+    "date_trunc": ("date_trunc('month', now())",),
+    "extract": ("extract(day from now())", "extract(epoch from now())"),
+    "make_date": ("make_date(2006, 2, 20)",),
+    "now": ("now()",),
+    "to_char": ("to_char(now(), 'YYYY-MM-DD')",),
+    "to_date": ("to_date('2006-02-20', 'YYYY-MM-DD')",),
+    # window functions
+    "cume_dist": ("cume_dist() OVER ()",),
+    "dense_rank": ("dense_rank() OVER ()",),
+    "first_value": ("first_value(1) OVER ()",),
+    "lag": ("lag(1) OVER ()", "lag(1, 2) OVER ()"),
+    "last_value": ("last_value(1) OVER ()",),
+    "lead": ("lead(1) OVER ()", "lead(1, 2) OVER ()"),
+    "nth_value": ("nth_value(1, 1) OVER ()",),
+    "ntile": ("ntile(2) OVER ()",),
+    "percent_rank": ("percent_rank() OVER ()",),
+    "rank": ("rank() OVER ()",),
+    "row_number": ("row_number() OVER ()",),
+}
+
+_T = exp.DType
+POSTGRES_RULES = _DialectRules(
+    name="postgres",
+    label="PostgreSQL",
+    functions=frozenset(_POSTGRES_FUNCTION_SAMPLES),
+    # Only the business tables' schema; pg_catalog and information_schema stay out of reach.
+    schemas=frozenset({"public"}),
+    internal_prefix="pg_",
+    table_functions=frozenset(
+        {"generate_series", "unnest", "json_each", "jsonb_each", "json_to_recordset",
+         "jsonb_to_recordset", "dblink", "pg_ls_dir", "pg_options_to_table"}
+    ),
+    table_function_prefixes=("lo_", "dblink"),
+    collations=frozenset({"c", "posix", "default", "ucs_basic"}),
+    examples="lower, substr, strpos, coalesce, round, now, date_trunc, extract, age, count, "
+    "sum, avg, string_agg",
+    extra_nodes=frozenset({exp.ILike, exp.Interval}),
+    keyword_parents=(exp.Collate, exp.Interval, exp.Extract, exp.TimestampTrunc),
+    # Casts to types whose input functions look things up (regclass, regproc, ...) are out.
+    cast_types=frozenset(
+        {_T.SMALLINT, _T.INT, _T.BIGINT, _T.DECIMAL, _T.DOUBLE, _T.FLOAT, _T.TEXT, _T.VARCHAR,
+         _T.CHAR, _T.DATE, _T.TIME, _T.TIMESTAMP, _T.TIMESTAMPTZ, _T.INTERVAL, _T.BOOLEAN}
+    ),
+)  # fmt: skip
+_DIALECTS: dict[str, _DialectRules] = {"sqlite": SQLITE_RULES, "postgres": POSTGRES_RULES}
+_FUNCTION_SAMPLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "sqlite": _SQLITE_FUNCTION_SAMPLES,
+    "postgres": _POSTGRES_FUNCTION_SAMPLES,
+}
 
 #: Syntax nodes a read-only SELECT may contain, besides allowlisted functions.
 _ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
@@ -171,7 +295,7 @@ _ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
 _WRITE_NODES: tuple[type[exp.Expr], ...] = (
     exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter,
     exp.Pragma, exp.Attach, exp.Detach, exp.Command, exp.Transaction, exp.Commit,
-    exp.Rollback, exp.Into,
+    exp.Rollback, exp.Into, exp.Set, exp.Copy, exp.Lock,
 )  # fmt: skip
 _ROOTS: tuple[type[exp.Expr], ...] = (exp.Select, exp.SetOperation)
 
@@ -187,10 +311,10 @@ _FIX_SYNTAX = (
 @cache
 def _typed_function_nodes(dialect: str) -> dict[type[exp.Expr], str]:
     """sqlglot's typed node for each allowlisted function, mapped to the function's name."""
-    if dialect != "sqlite":  # pragma: no cover - one dialect today
+    if dialect not in _FUNCTION_SAMPLES:
         raise ValueError(f"no function samples for dialect {dialect!r}")
     nodes: dict[type[exp.Expr], str] = {}
-    for name, samples in _SQLITE_FUNCTION_SAMPLES.items():
+    for name, samples in _FUNCTION_SAMPLES[dialect].items():
         for sample in samples:
             for node in sqlglot.parse_one(f"SELECT {sample}", read=dialect).walk():
                 if isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous):
@@ -243,7 +367,7 @@ def guard_sql(sql: str, *, dialect: str = "sqlite", max_rows: int = 100) -> Guar
         raise SqlRefused(
             "parse_error",
             f"The query could not be checked ({type(error).__name__}); "
-            "send one plain SQLite SELECT statement.",
+            f"send one plain {rules.label} SELECT statement.",
         ) from None
     return GuardedQuery(
         original=sql, sql=executed, tables=tables, limit=limit, limit_rewritten=rewritten
@@ -259,7 +383,7 @@ def _parse_single_select(sql: str, rules: _DialectRules) -> exp.Expr:
         raise SqlRefused(
             "parse_error",
             f"The query could not be parsed ({_first_line(str(error))}). "
-            "Send one SQLite SELECT statement.",
+            f"Send one {rules.label} SELECT statement.",
         ) from None
     if not statements:
         raise SqlRefused("empty", "The query has no statement: send one SELECT statement.")
@@ -276,8 +400,13 @@ def _parse_single_select(sql: str, rules: _DialectRules) -> exp.Expr:
             "A statement cannot be wrapped in parentheses; remove the outer parentheses.",
         )
     if not isinstance(root, _ROOTS):
+        kind = _kind(root)
+        if isinstance(root, exp.Alias | exp.Column):
+            # A bare command sqlglot does not know ("LISTEN x") reads as an aliased column.
+            words = _keywords(sql, rules) or sql.split()[:1]
+            kind = words[0].upper() if words else kind
         raise SqlRefused(
-            "select_only", f"Only SELECT queries are allowed; this is {_kind(root)}. {_FIX_SELECT}"
+            "select_only", f"Only SELECT queries are allowed; this is {kind}. {_FIX_SELECT}"
         )
     return root
 
@@ -287,7 +416,8 @@ _WRITE_KEYWORDS = frozenset(
     {
         "INSERT", "REPLACE", "UPDATE", "DELETE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH",
         "DETACH", "PRAGMA", "VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "ROLLBACK",
-        "SAVEPOINT", "RELEASE",
+        "SAVEPOINT", "RELEASE", "SET", "RESET", "COPY", "TRUNCATE", "GRANT", "REVOKE", "LOCK",
+        "CALL", "DO", "LISTEN", "NOTIFY", "DISCARD", "PREPARE", "EXECUTE", "DEALLOCATE",
     }
 )  # fmt: skip
 
@@ -308,7 +438,7 @@ def _explain_parse_error(sql: str, error: ParseError, rules: _DialectRules) -> S
     return SqlRefused(
         "parse_error",
         f"The query could not be parsed: {_first_line(detail or str(error))}. "
-        "Fix the syntax and send one SQLite SELECT statement.",
+        f"Fix the syntax and send one {rules.label} SELECT statement.",
     )
 
 
@@ -337,23 +467,25 @@ def _check_tree(root: exp.Expr, rules: _DialectRules) -> frozenset[str]:
         elif isinstance(node, exp.Collate):
             _check_collation(node, rules)
         elif isinstance(node, exp.Var):
-            if not isinstance(node.parent, exp.Collate):
+            if not isinstance(node.parent, rules.keyword_parents):
                 raise _syntax_refused(node)
             continue
+        elif isinstance(node, exp.DataType):
+            _check_cast_type(node, rules)
         elif isinstance(node, exp.Identifier):
             _check_identifier(node)
         elif isinstance(node, exp.Placeholder | exp.Parameter):
             raise SqlRefused(
                 "placeholder", "Bind parameters are not supported; write values as literals."
             )
-        if type(node) in _ALLOWED_NODES:
+        if type(node) in _ALLOWED_NODES or type(node) in rules.extra_nodes:
             continue
         if isinstance(node, exp.Anonymous):
             _check_named_function(node.name.lower(), node, rules)
         elif isinstance(node, exp.Func) and type(node) in typed_functions:
             _check_named_function(typed_functions[type(node)], node, rules)
         elif isinstance(node, exp.Func):
-            raise _function_refused(node.sql_name().lower())
+            raise _function_refused(node.sql_name().lower(), rules)
         else:
             raise _syntax_refused(node)
     return frozenset(tables)
@@ -422,9 +554,21 @@ def _check_identifier(node: exp.Identifier) -> None:
         )
 
 
+def _check_cast_type(node: exp.DataType, rules: _DialectRules) -> None:
+    if rules.cast_types is None or node.this in rules.cast_types:
+        return
+    raise SqlRefused(
+        "syntax_not_allowed",
+        f"Casting to {node.sql(dialect=rules.name)} is not allowed; cast to text, integer, "
+        "numeric, date, timestamp, interval or boolean.",
+    )
+
+
 def _check_collation(node: exp.Collate, rules: _DialectRules) -> None:
     collation = node.expression
-    name = collation.name.lower() if isinstance(collation, exp.Var | exp.Identifier) else ""
+    # PostgreSQL collations are quoted names, which sqlglot reads as a column reference.
+    named = isinstance(collation, exp.Var | exp.Identifier | exp.Column)
+    name = collation.name.lower() if named else ""
     if name not in rules.collations:
         raise SqlRefused(
             "syntax_not_allowed",
@@ -435,7 +579,21 @@ def _check_collation(node: exp.Collate, rules: _DialectRules) -> None:
 
 def _check_named_function(name: str, node: exp.Func, rules: _DialectRules) -> None:
     if name not in rules.functions:
-        raise _function_refused(name)
+        raise _function_refused(name, rules)
+    if name in _FORMATTING_FUNCTIONS:
+        arguments = _call_arguments(node)
+        template = arguments[0] if arguments else None
+        if not (isinstance(template, exp.Literal) and template.is_string) or any(
+            size == "*" or int(size) > MAX_FORMAT_WIDTH
+            for spec in _FORMAT_SPEC.finditer(template.this)
+            for size in spec.groups()
+            if size
+        ):
+            raise SqlRefused(
+                "format_width",
+                f"{name}() needs a literal format whose widths and precisions are numbers of "
+                f"at most {MAX_FORMAT_WIDTH}, e.g. {name}('%.2f', amount).",
+            )
     if name in _SIZED_FUNCTIONS:
         arguments = _call_arguments(node)
         size = _literal_int(arguments[0]) if len(arguments) == 1 else None
@@ -453,11 +611,10 @@ def _call_arguments(node: exp.Func) -> list[exp.Expr]:
     return [v for v in node.args.values() if isinstance(v, exp.Expr)]
 
 
-def _function_refused(name: str) -> SqlRefused:
+def _function_refused(name: str, rules: _DialectRules) -> SqlRefused:
     return SqlRefused(
         "function_not_allowed",
-        f"Function {name}() is not allowed. Use standard functions such as lower, substr, "
-        "instr, coalesce, round, date, julianday, strftime, count, sum, avg, group_concat.",
+        f"Function {name}() is not allowed. Use standard functions such as {rules.examples}.",
     )
 
 
@@ -518,6 +675,6 @@ def function_examples(dialect: str = "sqlite") -> Iterator[tuple[str, str]]:
     """(name, example call) for every allowlisted function, e.g. to check each one runs."""
     if dialect not in _DIALECTS:
         raise ValueError(f"unsupported SQL dialect {dialect!r}")
-    for name, samples in _SQLITE_FUNCTION_SAMPLES.items():
+    for name, samples in _FUNCTION_SAMPLES[dialect].items():
         for sample in samples:
             yield name, sample

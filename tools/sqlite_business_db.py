@@ -66,8 +66,10 @@ REQUIRED_TABLES = frozenset(
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: Result size cap: a reply that large is never what a support answer needs.
 MAX_RESULT_BYTES = 64 * 1024
-#: Longest string or blob any expression may build (randomblob, printf, replace, ...).
-MAX_VALUE_BYTES = 1_000_000
+#: Longest string or blob any expression may build (randomblob, printf, replace, ...). No
+#: larger than a whole result: one call of instr() or replace() on values built up to this
+#: size runs in a single step the time budget cannot stop (1 MB values took ~25 s).
+MAX_VALUE_BYTES = MAX_RESULT_BYTES
 #: Longest statement text SQLite will accept after the guard's rewrite.
 MAX_STATEMENT_BYTES = 20_000
 #: VM instructions between time-budget checks (a few tens of microseconds of work).

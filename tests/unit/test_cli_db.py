@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_AS_OF
+from sakila_paths import DEMO_AS_OF
 from typer.testing import CliRunner, Result
 
 from agent.cli import app

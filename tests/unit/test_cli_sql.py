@@ -164,9 +164,12 @@ def test_non_database_file_is_a_clear_error(mediavault_home: Path) -> None:
     assert code == 2 and "not a SQLite database" in err
 
 
-def test_postgres_url_is_a_clear_error(mediavault_home: Path) -> None:
-    code, _, err = _run("--db", "postgresql://support@db.internal/sakila", "SELECT 1")
-    assert code == 2 and "not supported yet" in err and "postgres" in err
+def test_unreachable_postgres_url_is_a_clear_error(mediavault_home: Path) -> None:
+    # A socket directory that does not exist: fails at once, with no network involved.
+    dsn = "postgresql://mediavault_agent@/sakila?host=/nonexistent-mediavault-socket"
+    code, _, err = _run("--db", dsn, "SELECT 1")
+    assert code == 2 and "cannot connect to the Postgres business database" in err
+    assert "Traceback" not in err
 
 
 def test_query_or_schema_is_required(mediavault_home: Path, db_copy: Path) -> None:

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_AS_OF, DEMO_SEED, REPO_ROOT
+from sakila_paths import DEMO_AS_OF, DEMO_SEED, REPO_ROOT
 
 import tools.demo_database as demo
 from agent.inbox import read_inbox_csv

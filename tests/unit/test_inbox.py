@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from sakila_paths import REPO_ROOT
 
 from agent.emails import MAX_BODY_CHARS
 from agent.inbox import InboxFormatError, read_inbox_csv

@@ -34,11 +34,11 @@ def test_the_wheel_carries_its_data_and_works_outside_the_checkout(tmp_path: Pat
     assert installed.returncode == 0, installed.stderr
     probe = (
         "import policies, tools.policy_retrieval as p, tools.demo_database as d\n"
-        "assert policies.__file__.startswith(%r)\n"
+        f"assert policies.__file__.startswith({str(site)!r})\n"
         "print(len(p.default_policy_library().sections()), policies.policy_rules().communication"
         ".sign_off)\n"
         "d.build_demo_database(__import__('pathlib').Path('demo.sqlite'))\n"
-    ) % str(site)
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     ran = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, check=False)

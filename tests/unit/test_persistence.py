@@ -113,7 +113,10 @@ def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_outcome_per_email(
     try:
         while time.monotonic() < deadline:
             if cases.exists():
-                rows = _query(cases, "SELECT count(*) FROM cases WHERE status IS NOT NULL")
+                try:
+                    rows = _query(cases, "SELECT count(*) FROM cases WHERE status IS NOT NULL")
+                except sqlite3.OperationalError:  # the store is still being created
+                    rows = []
                 if rows and int(str(rows[0][0])) >= 4:
                     break
             time.sleep(0.05)

@@ -657,9 +657,15 @@ def test_non_sakila_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
         open_business_db(other)
 
 
-def test_postgres_dsn_is_not_supported_yet() -> None:
-    with pytest.raises(BusinessDatabaseError, match="postgres"):
-        open_business_db("postgresql://support@db.internal/sakila")
+def test_unreachable_postgres_dsn_is_a_clear_error() -> None:
+    with pytest.raises(BusinessDatabaseError, match="cannot connect to the Postgres"):
+        open_business_db("postgresql://mediavault_agent@/sakila?host=/nonexistent-mediavault")
+
+
+def test_mangled_postgres_dsn_is_a_clear_error() -> None:
+    # What Path("postgresql://host/db") turns the DSN into.
+    with pytest.raises(BusinessDatabaseError, match="not a complete DSN"):
+        open_business_db(Path("postgresql://support@db.internal/sakila"))
 
 
 def test_closed_database_refuses_new_sessions(sakila: Sakila) -> None:

@@ -1,0 +1,230 @@
+"""Labelled eval cases: the JSON Lines format, read and checked before anything runs.
+
+One case a line, exactly::
+
+    {"id": "...",
+     "email": {"email_id": "...", "received_at": "ISO 8601", "from": "...", "subject": "...",
+               "body": "...", "in_reply_to": "... (optional)"},
+     "expect": {"route": "draft" | "escalate" | ["draft", "escalate"],
+                "reason_code": "... (optional)", "routing": "queue (optional)",
+                "must_include": ["..."], "must_not_include": ["..."]},
+     "tags": ["..."]}
+
+Unknown keys are refused rather than ignored: a misspelt ``must_includ`` would otherwise
+silently stop being scored. Expectations that are absent are not scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from policies import policy_rules, reason_codes
+
+Route = Literal["draft", "escalate"]
+ROUTES: tuple[Route, ...] = ("draft", "escalate")
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Needle = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+#: The project's datasets, shipped with the package.
+DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+DEMO_DATASET = DATASETS_DIR / "demo.jsonl"
+SAKILA_ORIGINAL_DATASET = DATASETS_DIR / "sakila_original.jsonl"
+
+
+class DatasetError(ValueError):
+    """A dataset file cannot be used; the message names the file, the line and the problem."""
+
+
+class EvalEmail(BaseModel):
+    """The email of a case, as an inbox would deliver it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    email_id: NonEmpty
+    received_at: str
+    sender: str = Field(alias="from", min_length=1, max_length=400)
+    subject: str
+    body: str
+    in_reply_to: str | None = None
+
+    @field_validator("received_at")
+    @classmethod
+    def _iso_timestamp(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
+        return value
+
+    def as_inbound(self) -> dict[str, Any]:
+        """The fields the triage API accepts (``agent.api.triage_email``)."""
+        fields: dict[str, Any] = {
+            "email_id": self.email_id,
+            "received_at": self.received_at,
+            "from": self.sender,
+            "subject": self.subject,
+            "body": self.body,
+        }
+        if self.in_reply_to is not None:
+            fields["in_reply_to"] = self.in_reply_to
+        return fields
+
+
+class Expectation(BaseModel):
+    """What a correct triage does with the email; absent fields are not scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    route: Route | list[Route]
+    reason_code: str | None = None
+    routing: str | None = None
+    must_include: list[Needle] = Field(default_factory=list)
+    must_not_include: list[Needle] = Field(default_factory=list)
+
+    @field_validator("route")
+    @classmethod
+    def _some_route(cls, value: Route | list[Route]) -> Route | list[Route]:
+        if isinstance(value, list) and not value:
+            raise ValueError("route lists at least one of draft, escalate")
+        return value
+
+    @field_validator("reason_code")
+    @classmethod
+    def _known_reason_code(cls, value: str | None) -> str | None:
+        if value is not None and value not in reason_codes():
+            raise ValueError(f"unknown reason code {value!r}; use one of {sorted(reason_codes())}")
+        return value
+
+    @field_validator("routing")
+    @classmethod
+    def _known_queue(cls, value: str | None) -> str | None:
+        if value is not None and value not in policy_rules().queues:
+            raise ValueError(f"unknown queue {value!r}; use one of {sorted(policy_rules().queues)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Expectation:
+        if self.routing is not None and "escalate" not in self.routes:
+            raise ValueError("routing names a queue, so the route must allow escalate")
+        code = self.reason_code
+        if code is not None and policy_rules().reason_codes.get(code) == "escalate" and (
+            "draft" in self.routes
+        ):
+            raise ValueError(f"the policy always escalates {code}; route cannot be draft")
+        return self
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The acceptable routes."""
+        return (self.route,) if isinstance(self.route, str) else tuple(dict.fromkeys(self.route))
+
+
+class EvalCase(BaseModel):
+    """One labelled email."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: NonEmpty
+    email: EvalEmail
+    expect: Expectation
+    tags: list[NonEmpty] = Field(default_factory=list)
+
+
+class Dataset(BaseModel):
+    """The cases of one JSON Lines file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    cases: list[EvalCase]
+
+
+def _first_error(problem: ValidationError) -> str:
+    error = problem.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def parse_cases(lines: Iterable[str], *, source: str = "<dataset>") -> list[EvalCase]:
+    """Parse JSON Lines text into cases; blank lines are skipped.
+
+    Raises :class:`DatasetError` naming ``source`` and the line number of the first problem,
+    including a case id or an email id used twice (results and the case store key on them).
+    """
+    cases: list[EvalCase] = []
+    seen_ids: dict[str, int] = {}
+    seen_emails: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as problem:
+            raise DatasetError(f"{source}:{number}: not valid JSON ({problem.msg})") from None
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{source}:{number}: a case is a JSON object")
+        try:
+            case = EvalCase.model_validate(raw)
+        except ValidationError as problem:
+            raise DatasetError(f"{source}:{number}: {_first_error(problem)}") from None
+        if case.id in seen_ids:
+            raise DatasetError(
+                f"{source}:{number}: case id {case.id!r} already used on line {seen_ids[case.id]}"
+            )
+        email_id = case.email.email_id
+        if email_id in seen_emails:
+            raise DatasetError(
+                f"{source}:{number}: email_id {email_id!r} already used on line "
+                f"{seen_emails[email_id]}"
+            )
+        seen_ids[case.id] = seen_emails[email_id] = number
+        cases.append(case)
+    return cases
+
+
+def load_dataset(path: Path | str) -> Dataset:
+    """Read and check a dataset file (see the module docstring for the format)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"dataset {file} does not exist")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as problem:
+        raise DatasetError(f"cannot read dataset {file}: {problem}") from None
+    cases = parse_cases(text.splitlines(), source=str(file))
+    if not cases:
+        raise DatasetError(f"dataset {file} has no cases")
+    return Dataset(name=file.stem, path=str(file), cases=cases)
+
+
+__all__ = [
+    "DATASETS_DIR",
+    "DEMO_DATASET",
+    "ROUTES",
+    "SAKILA_ORIGINAL_DATASET",
+    "Dataset",
+    "DatasetError",
+    "EvalCase",
+    "EvalEmail",
+    "Expectation",
+    "Route",
+    "load_dataset",
+    "parse_cases",
+]
