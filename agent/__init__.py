@@ -18,18 +18,37 @@ if TYPE_CHECKING:
         NoPendingReview,
         ReviewDecision,
         TriageResult,
+        atriage_email,
         pending_reviews,
         resume,
         triage_email,
     )
+    from agent.batch import run_triage_batch, triage_batch
     from agent.context import ConfigurationError, Context
     from agent.emails import InboundEmail
+    from agent.review_desk import (
+        approve_draft,
+        edit_draft,
+        escalate_case,
+        list_pending_reviews,
+        reject_draft,
+        show_case,
+    )
     from graph.builder import build_graph
     from graph.decision import TriageDecision
     from tools.drafting import CustomerReply, DraftRequest
     from tools.escalation_ticket import EscalationTicket
 
 _EXPORTS = {
+    "atriage_email": "agent.api",
+    "triage_batch": "agent.batch",
+    "run_triage_batch": "agent.batch",
+    "list_pending_reviews": "agent.review_desk",
+    "show_case": "agent.review_desk",
+    "approve_draft": "agent.review_desk",
+    "edit_draft": "agent.review_desk",
+    "reject_draft": "agent.review_desk",
+    "escalate_case": "agent.review_desk",
     "triage_email": "agent.api",
     "resume": "agent.api",
     "pending_reviews": "agent.api",
@@ -57,9 +76,18 @@ __all__ = [
     "ReviewDecision",
     "TriageDecision",
     "TriageResult",
+    "approve_draft",
+    "atriage_email",
     "build_graph",
+    "edit_draft",
+    "escalate_case",
+    "list_pending_reviews",
     "pending_reviews",
+    "reject_draft",
     "resume",
+    "run_triage_batch",
+    "show_case",
+    "triage_batch",
     "triage_email",
 ]
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.checkpoints import open_async_checkpointer, open_checkpointer
 from agent.context import ConfigurationError, Context
 from agent.emails import InboundEmail
-from graph.builder import build_graph
+from graph.builder import compile_with_checkpointer
 from graph.nodes import thread_id_for
 from graph.services import services_for
 
@@ -97,7 +97,7 @@ class StaleReview(NoPendingReview):
 def _compiled_graph(context: Context) -> Iterator[Any]:
     # SQLite file in MEDIAVAULT_HOME, or the Postgres saver when MEDIAVAULT_STATE_DB is set.
     with open_checkpointer(context) as saver:
-        yield build_graph().compile(checkpointer=saver)
+        yield compile_with_checkpointer(saver)
 
 
 @asynccontextmanager
@@ -109,7 +109,7 @@ async def async_compiled_graph(context: Context) -> AsyncIterator[Any]:
     waited for (SQLite: WAL mode and a busy timeout).
     """
     async with open_async_checkpointer(context) as saver:  # or Postgres: MEDIAVAULT_STATE_DB
-        yield build_graph().compile(checkpointer=saver)
+        yield compile_with_checkpointer(saver)
 
 
 def _config(thread_id: str) -> dict[str, Any]:

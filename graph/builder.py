@@ -6,8 +6,10 @@ need (tests compile one per test, the Python API uses SQLite, Studio brings its 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from agent.context import Context
@@ -86,6 +88,20 @@ def build_graph() -> StateGraph[TriageState, Context, TriageInput, TriageOutput]
     builder.add_edge("ticket_tool", "finalize")
     builder.add_edge("finalize", END)
     return builder
+
+
+@cache
+def _compiled_without_saver() -> Any:
+    return build_graph().compile()
+
+
+def compile_with_checkpointer(checkpointer: BaseCheckpointSaver[Any]) -> Any:
+    """The compiled graph bound to ``checkpointer``.
+
+    Compiling inspects every node's code and costs tens of milliseconds; it is done once per
+    process and each caller gets a cheap copy bound to its own saver.
+    """
+    return _compiled_without_saver().copy(update={"checkpointer": checkpointer})
 
 
 def mermaid_diagram() -> str:

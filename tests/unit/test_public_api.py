@@ -1,0 +1,32 @@
+"""The public surface other services import: every exported name resolves and is documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import agent
+
+
+@pytest.mark.parametrize("name", agent.__all__)
+def test_every_export_resolves_and_has_a_docstring(name: str) -> None:
+    value = getattr(agent, name)
+    assert inspect.getdoc(value), f"agent.{name} has no docstring"
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        _ = agent.no_such_thing  # type: ignore[attr-defined]
+
+
+def test_importing_agent_loads_neither_the_graph_nor_a_model_client() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, agent; "
+            "assert 'langchain_openai' not in sys.modules; "
+            "assert 'graph.builder' not in sys.modules; print('ok')")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
