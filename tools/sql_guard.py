@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -330,6 +330,25 @@ def guard_sql(sql: str, *, dialect: str = "sqlite", max_rows: int = 100) -> Guar
     a larger one is lowered, a smaller one kept; a LIMIT that is not a whole-number literal is
     refused. Pure: no I/O, safe to call from the approval gate.
     """
+    if not isinstance(sql, str) or not isinstance(max_rows, int) or isinstance(max_rows, bool):
+        return _guard_sql(sql, dialect=dialect, max_rows=max_rows)
+    # The gate and the data layer check the same text; parsing is the guard's whole cost, and
+    # the verdict of a pure function can be remembered.
+    verdict = _remembered_verdict(sql, dialect, max_rows)
+    if isinstance(verdict, GuardedQuery):
+        return verdict
+    raise SqlRefused(*verdict)
+
+
+@lru_cache(maxsize=512)
+def _remembered_verdict(sql: str, dialect: str, max_rows: int) -> GuardedQuery | tuple[str, str]:
+    try:
+        return _guard_sql(sql, dialect=dialect, max_rows=max_rows)
+    except SqlRefused as refusal:
+        return (refusal.rule, refusal.message)
+
+
+def _guard_sql(sql: str, *, dialect: str, max_rows: int) -> GuardedQuery:
     rules = _DIALECTS.get(dialect)
     if rules is None:
         raise ValueError(f"unsupported SQL dialect {dialect!r}; supported: {sorted(_DIALECTS)}")
