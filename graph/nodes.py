@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
 from agent.context import Context
-from agent.emails import InboundEmail
+from agent.emails import TRUNCATION_MARKER, InboundEmail
 from graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
 from graph.decision import TriageDecision, enforce_decision
 from graph.email_text import html_to_text, looks_like_html, split_quoted_history
@@ -245,6 +245,11 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
         "level": risk.level,
         "flags": [flag.model_dump(mode="json") for flag in risk.flags],
     }
+    if not risk.forced_escalation and _was_truncated(email):
+        # Part of the email was never read, by the rules or the model: a person reads it all.
+        risk_record.update(forced_escalation=True, reason_code="other", level="high",
+                           queue=policy_rules().queue_for("other"),
+                           unread_part="the email was too long to check in full")
     facts = {
         "sender_verified": customer is not None,
         "customer_id": customer["customer_id"] if customer else None,
@@ -259,6 +264,14 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     return {"risk": risk_record,
             "messages": [HumanMessage(content="Case facts from MediaVault systems:\n"
                                       + render_facts(facts))]}
+
+
+_TRUNCATION_NOTE = TRUNCATION_MARKER.split("{", 1)[0].strip()
+
+
+def _was_truncated(email: dict[str, Any]) -> bool:
+    return "truncated" in (email.get("input_flags") or ()) or _TRUNCATION_NOTE in str(
+        email.get("body", ""))
 
 
 class RiskClassification(BaseModel):
@@ -358,7 +371,8 @@ def decide(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     update: dict[str, Any] = {"decision": decision.model_dump(mode="json"),
                               "model_calls": int(state.get("model_calls", 0)) + 1}
     if decision.route == "escalate":
-        update["escalation_reason"] = decision.overridden or decision.rationale
+        update["escalation_reason"] = (risk.get("unread_part") or decision.overridden
+                                       or decision.rationale)
     return update
 
 

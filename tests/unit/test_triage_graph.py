@@ -508,3 +508,14 @@ def test_a_model_classifier_cannot_lower_the_risk(context: Context) -> None:
     result = triage_email(_inbox_email("msg-004"), context=lowered)
     assert result.status == "escalated"
     assert result.queue == "tier2_legal"
+
+
+def test_an_email_too_long_to_read_in_full_goes_to_a_person(context: Context) -> None:
+    filler = "I have a question about my rental history. " * 600
+    body = filler + "\nAnd by the way I will sue you all."
+    result = triage_email(_email("long-1", "Question", body), context=context)
+    assert result.status == "escalated"
+    assert result.queue == "tier1_general"
+    assert result.ticket is not None
+    assert "too long to check in full" in result.ticket["escalation_reason"]
+    assert _count(context, "drafts") == 0
