@@ -29,6 +29,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "Sakila data.",
     "MEDIAVAULT_AUDIT_KEY": "Secret (16+ bytes) that turns the audit hash chain into an HMAC "
     "chain, so edits, recomputation and truncation are all detectable.",
+    "MEDIAVAULT_MODEL_TIMEOUT": "Seconds per request to a hosted model (default 60).",
+    "MEDIAVAULT_MODEL_MAX_RETRIES": "Retries with backoff for a hosted model (default 3).",
     "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
     "reason codes that need review.",
 }

@@ -30,3 +30,13 @@ def test_importing_agent_loads_neither_the_graph_nor_a_model_client() -> None:
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    from agent.context import ENVIRONMENT_VARIABLES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in ENVIRONMENT_VARIABLES if f"`{name}`" not in readme]
+    assert missing == []
