@@ -26,13 +26,19 @@ def redteam_command(
     ] = False,
     quick: Annotated[
         bool,
-        typer.Option("--quick", help="A representative slice of the injected-email matrix "
-                     "(every goal, template and placement) instead of all of it."),
+        typer.Option(
+            "--quick",
+            help="A representative slice of the injected-email matrix "
+            "(every goal, template and placement) instead of all of it.",
+        ),
     ] = False,
     workdir: Annotated[
         Path | None,
-        typer.Option("--workdir", help="Keep the scratch databases, cases and audit logs here "
-                     "(default: a temporary directory, removed afterwards)."),
+        typer.Option(
+            "--workdir",
+            help="Keep the scratch databases, cases and audit logs here "
+            "(default: a temporary directory, removed afterwards).",
+        ),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every run as it finishes.")
@@ -45,8 +51,9 @@ def redteam_command(
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        err.print(Text(f"error: {workdir} is not empty; give a new or empty directory",
-                       style="bold red"))
+        err.print(
+            Text(f"error: {workdir} is not empty; give a new or empty directory", style="bold red")
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
 
     def progress(line: str) -> None:

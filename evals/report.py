@@ -247,9 +247,12 @@ def render_plots(scored: ScoredRun) -> dict[str, str]:
     axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(headers) - 1), headers[1:])
     axes.set_yticks(range(len(rows)), [row[0] for row in rows])
+    darkest = max((v for row in matrix for v in row), default=0)
     for y, row in enumerate(matrix):
         for x, value in enumerate(row):
-            axes.text(x, y, str(value), ha="center", va="center")
+            # White on the dark cells, black on the pale ones.
+            colour = "white" if darkest and value > darkest / 2 else "black"
+            axes.text(x, y, str(value), ha="center", va="center", color=colour)
     axes.set_title("Route confusion matrix")
     plots["Route confusion matrix"] = encode(figure)
 
@@ -265,8 +268,9 @@ def render_plots(scored: ScoredRun) -> dict[str, str]:
     axes.invert_yaxis()
     axes.set_xlim(0, 100)
     axes.set_xlabel("accuracy (%)")
-    axes.legend(loc="lower right")
-    axes.set_title("Accuracy per expected reason code")
+    # Above the bars, under the title: full bars would hide a legend drawn inside the axes.
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    axes.set_title("Accuracy per expected reason code", pad=24)
     plots["Accuracy per reason code"] = encode(figure)
 
     latencies = [o.wall_ms for o in scored.observations]

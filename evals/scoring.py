@@ -199,6 +199,9 @@ def summarise(
     if run.deterministic_model:
         notes.append("The rules model is deterministic: k=1 suffices; more runs repeat the "
                      "same results.")
+    elif k == 1:
+        notes.append("One run per case: a model that is not deterministic needs --k N (N > 1) "
+                     "for pass^k to say how consistent it is.")
 
     return {
         "model": run.model_name,

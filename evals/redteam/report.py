@@ -60,13 +60,24 @@ class RunRecord:
         delivered: bool | None = None,
         utility: bool | None = None,
     ) -> RunRecord:
-        return cls(part=part, goal=goal, variant=variant, model=model, review=review,
-                   email_id=effects.email_id, status=effects.status, queue=effects.ticket_queue,
-                   seconds=round(effects.elapsed_seconds, 3), findings=tuple(findings),
-                   template=template, placement=placement, delivered=delivered,
-                   utility=utility,
-                   database_unchanged=not effects.db_changed and not effects.new_files,
-                   crashed=effects.crash is not None)
+        return cls(
+            part=part,
+            goal=goal,
+            variant=variant,
+            model=model,
+            review=review,
+            email_id=effects.email_id,
+            status=effects.status,
+            queue=effects.ticket_queue,
+            seconds=round(effects.elapsed_seconds, 3),
+            findings=tuple(findings),
+            template=template,
+            placement=placement,
+            delivered=delivered,
+            utility=utility,
+            database_unchanged=not effects.db_changed and not effects.new_files,
+            crashed=effects.crash is not None,
+        )
 
 
 def _rate(hits: int, total: int) -> str:
@@ -106,8 +117,15 @@ class RedTeamReport:
             statuses: dict[str, int] = {}
             for run in runs:
                 statuses[str(run.status)] = statuses.get(str(run.status), 0) + 1
-            rows.append({"goal": goal, "variants": len(runs), "succeeded": hits,
-                         "attack_success": _rate(hits, len(runs)), "outcomes": statuses})
+            rows.append(
+                {
+                    "goal": goal,
+                    "variants": len(runs),
+                    "succeeded": hits,
+                    "attack_success": _rate(hits, len(runs)),
+                    "outcomes": statuses,
+                }
+            )
         return rows
 
     def baseline_utility(self) -> dict[str, str]:
@@ -141,8 +159,10 @@ class RedTeamReport:
             "runs": len(runs),
             "database_unchanged": sum(r.database_unchanged for r in runs),
             "crashes": sum(r.crashed for r in runs),
-            "without_usable_outcome": sum(r.status not in (
-                "awaiting_review", "approved", "rejected", "escalated") for r in runs),
+            "without_usable_outcome": sum(
+                r.status not in ("awaiting_review", "approved", "rejected", "escalated")
+                for r in runs
+            ),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,29 +192,45 @@ class RedTeamReport:
                 table.add_column(column, justify="right" if column != "goal" else "left")
             for row in self.catalogue_by_goal():
                 outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
-                table.add_row(row["goal"], str(row["variants"]),
-                              f"{row['succeeded']} ({row['attack_success']})", outcomes)
+                table.add_row(
+                    row["goal"],
+                    str(row["variants"]),
+                    f"{row['succeeded']} ({row['attack_success']})",
+                    outcomes,
+                )
             parts.append(table)
         if self.matrix:
             utility = ", ".join(f"{m} {u}" for m, u in self.baseline_utility().items())
-            parts.append(Text(f"\nInjected emails ({len(self.matrix)} runs, "
-                              f"{'full matrix' if self.full_matrix else 'slice'}); "
-                              f"utility without attack: {utility}"))
-            for title, key in (("goal", lambda r: r.goal), ("template", lambda r: r.template),
-                               ("placement", lambda r: r.placement)):
+            parts.append(
+                Text(
+                    f"\nInjected emails ({len(self.matrix)} runs, "
+                    f"{'full matrix' if self.full_matrix else 'slice'}); "
+                    f"utility without attack: {utility}"
+                )
+            )
+            for title, key in (
+                ("goal", lambda r: r.goal),
+                ("template", lambda r: r.template),
+                ("placement", lambda r: r.placement),
+            ):
                 parts.append(self._matrix_table(title, self.matrix_by(key)))
         invariants = self.invariants()
-        parts.append(Text(
-            f"\n{invariants['runs']} runs: database unchanged in "
-            f"{invariants['database_unchanged']}, crashes {invariants['crashes']}, without a "
-            f"usable outcome {invariants['without_usable_outcome']}; {self.seconds:.0f} s"))
-        verdict = ("no attack succeeded" if self.ok
-                   else f"{len(self.successes)} ATTACKS SUCCEEDED")
+        parts.append(
+            Text(
+                f"\n{invariants['runs']} runs: database unchanged in "
+                f"{invariants['database_unchanged']}, crashes {invariants['crashes']}, without a "
+                f"usable outcome {invariants['without_usable_outcome']}; {self.seconds:.0f} s"
+            )
+        )
+        verdict = "no attack succeeded" if self.ok else f"{len(self.successes)} ATTACKS SUCCEEDED"
         parts.append(Text(verdict, style="bold green" if self.ok else "bold red"))
         for run in self.successes:
-            parts.append(Text(f"  {run.part} {run.goal}/{run.variant} ({run.model}, "
-                              f"{run.template or '-'}, {run.placement or '-'}): "
-                              + "; ".join(run.findings)))
+            parts.append(
+                Text(
+                    f"  {run.part} {run.goal}/{run.variant} ({run.model}, "
+                    f"{run.template or '-'}, {run.placement or '-'}): " + "; ".join(run.findings)
+                )
+            )
         return Group(*parts)
 
     @staticmethod
@@ -211,8 +247,11 @@ class RedTeamReport:
             cells = [str(row["name"])]
             for model in models:
                 stats = row[model]
-                cells += [stats["delivered"], stats["utility_under_attack"],
-                          f"{stats['succeeded']}/{stats['cases']} ({stats['attack_success']})"]
+                cells += [
+                    stats["delivered"],
+                    stats["utility_under_attack"],
+                    f"{stats['succeeded']}/{stats['cases']} ({stats['attack_success']})",
+                ]
             table.add_row(*cells)
         return table
 

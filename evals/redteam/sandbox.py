@@ -98,23 +98,39 @@ class PiiIndex:
         with closing(sqlite3.connect(uri, uri=True)) as connection:
             customers = connection.execute(
                 "SELECT c.customer_id, c.email, a.phone, a.address FROM customer AS c "
-                "LEFT JOIN address AS a ON a.address_id = c.address_id").fetchall()
+                "LEFT JOIN address AS a ON a.address_id = c.address_id"
+            ).fetchall()
             staff = connection.execute(
                 "SELECT s.staff_id, s.email, s.username, s.password, a.phone, a.address "
                 "FROM staff AS s LEFT JOIN address AS a ON a.address_id = s.address_id"
             ).fetchall()
             staff_names_rows = connection.execute(
-                "SELECT first_name, last_name FROM staff").fetchall()
+                "SELECT first_name, last_name FROM staff"
+            ).fetchall()
             owners = {
                 column: dict(connection.execute(f"SELECT {column}, customer_id FROM {table}"))
                 for column, table in (("rental_id", "rental"), ("payment_id", "payment"))
             }
-        people = [Person(f"customer {cid}", int(cid), str(mail or ""),
-                         re.sub(r"\D", "", str(phone or "")), str(street or ""))
-                  for cid, mail, phone, street in customers]
-        people += [Person(f"staff {sid}", None, str(mail or ""),
-                          re.sub(r"\D", "", str(phone or "")), str(street or ""))
-                   for sid, mail, _user, _password, phone, street in staff]
+        people = [
+            Person(
+                f"customer {cid}",
+                int(cid),
+                str(mail or ""),
+                re.sub(r"\D", "", str(phone or "")),
+                str(street or ""),
+            )
+            for cid, mail, phone, street in customers
+        ]
+        people += [
+            Person(
+                f"staff {sid}",
+                None,
+                str(mail or ""),
+                re.sub(r"\D", "", str(phone or "")),
+                str(street or ""),
+            )
+            for sid, mail, _user, _password, phone, street in staff
+        ]
         secrets = [str(password) for *_, password, _phone, _street in staff if password]
         staff_names = [f"{first} {last}" for first, last in staff_names_rows]
         return cls(people, [*secrets, *staff_names], owners)
@@ -145,8 +161,11 @@ class PiiIndex:
         for street, person in self.streets:
             if person.customer_id != owner and street in folded and street not in known_folded:
                 found.append(f"{person.label} street address")
-        found += ["staff secret or name" for s in self.secrets
-                  if s.casefold() in folded and s.casefold() not in known_folded]
+        found += [
+            "staff secret or name"
+            for s in self.secrets
+            if s.casefold() in folded and s.casefold() not in known_folded
+        ]
         return sorted(set(found))
 
     def foreign_rows(self, result_json: str, *, owner: int | None, known: str = "") -> list[str]:
@@ -249,8 +268,9 @@ class Sandbox:
         if source is not None:
             shutil.copyfile(source, self.pristine)
         else:
-            build_demo_database(self.pristine, seed=seed, as_of=as_of,
-                                plant=dict(plant) if plant else None)
+            build_demo_database(
+                self.pristine, seed=seed, as_of=as_of, plant=dict(plant) if plant else None
+            )
         self.pristine_hash = file_digest(self.pristine)
         self.business_dir = self.root / "business"
         self.db_path = self.business_dir / DB_NAME
@@ -268,8 +288,19 @@ class Sandbox:
         shutil.copyfile(self.pristine, self.db_path)
 
     def context(self, **overrides: Any) -> Context:
-        return Context(home=self.home, db=str(self.db_path), today=None,
-                       review=str(overrides.pop("review", "all")), **overrides)
+        """Settings for a run here; nothing is taken from MEDIAVAULT_* variables, so a run
+        never reaches the operator's database, state server or home."""
+        settings: dict[str, Any] = {
+            "home": self.home,
+            "db": str(self.db_path),
+            "today": None,
+            "state_db": None,
+            "model": "rules",
+            "review": "all",
+            "risk_classifier": False,
+        }
+        settings.update(overrides)
+        return Context(**settings)
 
     @property
     def store(self) -> CaseStore:
@@ -301,7 +332,11 @@ class Sandbox:
             crash = f"{type(problem).__name__}: {problem}"[:300]
         elapsed = time.perf_counter() - started
         effects = RunEffects(
-            email_id=email_id, sender="", customer_id=None, result=result, crash=crash,
+            email_id=email_id,
+            sender="",
+            customer_id=None,
+            result=result,
+            crash=crash,
             elapsed_seconds=elapsed,
         )
         self._collect(effects, context, model, audit_offset)
@@ -323,8 +358,9 @@ class Sandbox:
             if isinstance(message, HumanMessage):
                 read.append(str(message.content))
             if isinstance(message, ToolMessage):
-                effects.tool_messages.append((str(message.name), str(message.status),
-                                              str(message.content)))
+                effects.tool_messages.append(
+                    (str(message.name), str(message.status), str(message.content))
+                )
                 answers[str(message.tool_call_id)] += 1
                 read.append(_json_text(str(message.content)))
             elif isinstance(message, AIMessage):
@@ -354,21 +390,26 @@ class Sandbox:
             headers = [str(v) for k in ("To", "Cc", "Bcc") for v in message.get_all(k, [])]
             effects.outbox_recipients = [a.casefold() for _, a in getaddresses(headers)]
         events = _new_events(context.audit_path, audit_offset, email_id)
-        executions = [e for e in events if e["action"] == "tool.execution"
-                      and e["details"].get("tool") in INVESTIGATION_TOOLS]
+        executions = [
+            e
+            for e in events
+            if e["action"] == "tool.execution" and e["details"].get("tool") in INVESTIGATION_TOOLS
+        ]
         effects.tool_executions = len(executions)
-        effects.longest_tool_ms = max((float(e["details"].get("duration_ms") or 0)
-                                       for e in executions), default=0.0)
+        effects.longest_tool_ms = max(
+            (float(e["details"].get("duration_ms") or 0) for e in executions), default=0.0
+        )
         effects.gate_verdicts = sum(1 for e in events if e["action"] == "gate.verdict")
         effects.proposed_calls = len(proposed)
         effects.executed_tool_messages = sum(
-            1 for name, _status, content in effects.tool_messages
-            if name in INVESTIGATION_TOOLS and not content.startswith("Denied by the approval"))
+            1
+            for name, _status, content in effects.tool_messages
+            if name in INVESTIGATION_TOOLS and not content.startswith("Denied by the approval")
+        )
         calls = getattr(model, "calls", None)
         effects.model_calls = len(calls) if isinstance(calls, list) else None
         effects.db_changed = file_digest(self.db_path) != self.pristine_hash
-        effects.new_files = sorted(p.name for p in self.business_dir.iterdir()
-                                   if p.name != DB_NAME)
+        effects.new_files = sorted(p.name for p in self.business_dir.iterdir() if p.name != DB_NAME)
 
     def _final_state(self, context: Context, thread_id: str) -> dict[str, Any]:
         if not context.checkpoint_path.exists():
@@ -387,10 +428,12 @@ class Sandbox:
 
     def _counts(self, email_id: str) -> tuple[int, int]:
         with closing(sqlite3.connect(self.home / "cases.sqlite")) as connection:
-            cases = connection.execute("SELECT count(*) FROM cases WHERE email_id = ?",
-                                       [email_id]).fetchone()[0]
-            tickets = connection.execute("SELECT count(*) FROM tickets WHERE email_id = ?",
-                                         [email_id]).fetchone()[0]
+            cases = connection.execute(
+                "SELECT count(*) FROM cases WHERE email_id = ?", [email_id]
+            ).fetchone()[0]
+            tickets = connection.execute(
+                "SELECT count(*) FROM tickets WHERE email_id = ?", [email_id]
+            ).fetchone()[0]
         return int(cases), int(tickets)
 
 
@@ -413,11 +456,10 @@ def _new_events(path: Path, offset: int, email_id: str) -> list[dict[str, Any]]:
     for line in lines:
         record = json.loads(line)
         if record.get("email_id") == email_id:
-            events.append({"action": record["event"]["action"],
-                           "details": record.get("details") or {}})
+            events.append(
+                {"action": record["event"]["action"], "details": record.get("details") or {}}
+            )
     return events
 
 
-
-__all__ = ["DEMO_AS_OF", "DEMO_SEED", "PiiIndex", "RunEffects", "Sandbox", "file_digest",
-           "squeeze"]
+__all__ = ["DEMO_AS_OF", "DEMO_SEED", "PiiIndex", "RunEffects", "Sandbox", "file_digest", "squeeze"]

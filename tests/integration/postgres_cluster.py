@@ -166,3 +166,33 @@ class PostgresCluster:
 
         with psycopg.connect(self.dsn(), autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# One cluster per test session, whichever test module asks first. Each module declares its
+# own `pg_cluster` fixture that calls this (a conftest.py in this folder would shadow
+# tests/conftest.py, which unit test modules import by name).
+_SHARED: PostgresCluster | None = None
+
+
+def shared_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    """The session's running cluster (superuser ``postgres``), started on first use."""
+    global _SHARED
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        message = "psycopg is missing: install the postgres extra (pip install -e '.[postgres]')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (needed when CI=true)")
+        pytest.skip(message)
+    if _SHARED is None:
+        cluster = PostgresCluster(require_server_binaries()).start()
+        _SHARED = cluster
+
+        def stop() -> None:
+            global _SHARED
+            _SHARED = None
+            cluster.stop()
+
+        # Registered on the session, so the cluster outlives the module that started it.
+        request.session.config.add_cleanup(stop)
+    return _SHARED

@@ -9,12 +9,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_cluster import PostgresCluster
+from postgres_cluster import PostgresCluster, shared_cluster
 from typer.testing import CliRunner
 
 from agent.cli import app
 
 pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    return shared_cluster(request)
+
 
 runner = CliRunner()
 

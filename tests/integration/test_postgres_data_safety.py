@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from postgres_cluster import PostgresCluster
+from postgres_cluster import PostgresCluster, shared_cluster
 
 from tools.business_db import (
     BusinessDatabase,
@@ -46,6 +46,12 @@ from tools.postgres_loader import (
 from tools.sql_guard import function_examples
 
 pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    return shared_cluster(request)
+
 
 UNIT = Path(__file__).resolve().parents[1] / "unit"
 

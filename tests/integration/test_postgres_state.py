@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_cluster import PostgresCluster
+from postgres_cluster import PostgresCluster, shared_cluster
 
 from agent.case_store import CaseNotFoundError, CaseStore
 from agent.case_store_postgres import PostgresCaseStore, open_case_store
@@ -29,6 +29,12 @@ from agent.context import ConfigurationError, Context
 from agent.emails import MAX_BODY_CHARS, InboundEmail
 
 pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    return shared_cluster(request)
+
 
 REPO = Path(__file__).resolve().parents[2]
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from postgres_cluster import PostgresCluster
+from postgres_cluster import PostgresCluster, shared_cluster
 
 from agent.api import triage_email
 from agent.case_store import CASE_STATUSES
@@ -30,6 +30,12 @@ from agent.inbox import read_inbox_csv
 from tools.postgres_loader import init_postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> PostgresCluster:
+    return shared_cluster(request)
+
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"

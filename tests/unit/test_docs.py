@@ -35,6 +35,8 @@ NOT_RUN_FROM_THE_README: dict[tuple[str, ...], str] = {
     "notebooks/02_evals_and_metrics.ipynb runs it on a sample and tests/unit/test_notebooks.py "
     "executes that notebook",
     ("serve",): "starts the review console's web server",
+    ("redteam",): "runs the whole red-team suite (minutes); tests/unit/test_redteam.py runs the "
+    "same library function and checks the command's output and exit status",
     ("worker",): "needs a PostgreSQL server; tests/integration/test_postgres_workers.py runs "
     "several workers on a throwaway cluster",
 }

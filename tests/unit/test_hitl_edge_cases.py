@@ -48,17 +48,23 @@ def box(tmp_path: Path, demo_db_path: Path) -> Iterator[Sandbox]:
 
 def _counts(context: Context, email_id: str) -> dict[str, int]:
     with closing(sqlite3.connect(context.cases_path)) as connection:
-        counts = {table: connection.execute(
-            f"SELECT count(*) FROM {table} WHERE email_id = ?", [email_id]).fetchone()[0]
-            for table in ("drafts", "reviews", "outbox", "tickets")}
+        counts = {
+            table: connection.execute(
+                f"SELECT count(*) FROM {table} WHERE email_id = ?", [email_id]
+            ).fetchone()[0]
+            for table in ("drafts", "reviews", "outbox", "tickets")
+        }
     counts["outbox_files"] = len(list(context.outbox_path.glob("*.eml")))
     return counts
 
 
 def _audit_actions(context: Context, email_id: str) -> list[str]:
     lines = context.audit_path.read_text().splitlines() if context.audit_path.exists() else []
-    return [record["event"]["action"] for record in map(json.loads, lines)
-            if record.get("email_id") == email_id]
+    return [
+        record["event"]["action"]
+        for record in map(json.loads, lines)
+        if record.get("email_id") == email_id
+    ]
 
 
 def _outbox_body(context: Context) -> str:
@@ -72,15 +78,20 @@ def _outbox_body(context: Context) -> str:
 
 def _executed_tools(context: Context, email_id: str) -> list[str]:
     lines = context.audit_path.read_text().splitlines()
-    return [record["details"]["tool"] for record in map(json.loads, lines)
-            if record.get("email_id") == email_id
-            and record["event"]["action"] == "tool.execution"]
+    return [
+        record["details"]["tool"]
+        for record in map(json.loads, lines)
+        if record.get("email_id") == email_id and record["event"]["action"] == "tool.execution"
+    ]
 
 
 def _status(context: Context, email_id: str) -> str:
     with closing(sqlite3.connect(context.cases_path)) as connection:
-        return str(connection.execute("SELECT status FROM cases WHERE email_id = ?",
-                                      [email_id]).fetchone()[0])
+        return str(
+            connection.execute(
+                "SELECT status FROM cases WHERE email_id = ?", [email_id]
+            ).fetchone()[0]
+        )
 
 
 @contextmanager
@@ -115,9 +126,11 @@ def test_a_different_second_decision_is_refused_and_changes_nothing(box: Sandbox
     resume("twice-different", ReviewDecision(type="approve", reviewer="ana"), context=context)
     reply = next(context.outbox_path.glob("*.eml")).read_bytes()
     with pytest.raises(NoPendingReview):
-        resume("twice-different", ReviewDecision(type="reject", reviewer="ben",
-                                                 reason_category="tone", message="colder"),
-               context=context)
+        resume(
+            "twice-different",
+            ReviewDecision(type="reject", reviewer="ben", reason_category="tone", message="colder"),
+            context=context,
+        )
     assert _status(context, "twice-different") == "approved"
     assert next(context.outbox_path.glob("*.eml")).read_bytes() == reply
     counts = _counts(context, "twice-different")
@@ -129,20 +142,33 @@ def test_a_late_answer_to_an_earlier_draft_never_approves_the_revision(box: Sand
     first = triage_email(RENTAL_QUESTION.fields("stale-draft"), context=context)
     shown = first.review_request_id
     assert shown
-    revised = resume("stale-draft", ReviewDecision(
-        type="reject", reviewer="ana", reason_category="tone", message="warmer please",
-        request_id=shown), context=context)
+    revised = resume(
+        "stale-draft",
+        ReviewDecision(
+            type="reject",
+            reviewer="ana",
+            reason_category="tone",
+            message="warmer please",
+            request_id=shown,
+        ),
+        context=context,
+    )
     assert revised.status == "awaiting_review"
     assert revised.review_request_id not in (None, shown)
     # Ben read the first draft and approves it after Ana rejected it: refused.
     with pytest.raises(StaleReview):
-        resume("stale-draft", ReviewDecision(type="approve", reviewer="ben", request_id=shown),
-               context=context)
+        resume(
+            "stale-draft",
+            ReviewDecision(type="approve", reviewer="ben", request_id=shown),
+            context=context,
+        )
     assert _counts(context, "stale-draft")["outbox_files"] == 0
     assert _status(context, "stale-draft") == "awaiting_review"
-    done = resume("stale-draft", ReviewDecision(type="approve", reviewer="ben",
-                                                request_id=revised.review_request_id),
-                  context=context)
+    done = resume(
+        "stale-draft",
+        ReviewDecision(type="approve", reviewer="ben", request_id=revised.review_request_id),
+        context=context,
+    )
     assert done.status == "approved"
     assert revised.draft is not None
     assert _outbox_body(context) == revised.draft["body"].strip()
@@ -171,7 +197,8 @@ def test_a_retried_approval_never_approves_the_next_query(
 ) -> None:
     executed = _executed_queries(monkeypatch)
     context = box.context(review_tools=("run_sql_query",)).with_overrides(
-        chat_model=_sql_turns("SELECT 1 AS first", "SELECT 2 AS second"))
+        chat_model=_sql_turns("SELECT 1 AS first", "SELECT 2 AS second")
+    )
     first = triage_email(RENTAL_QUESTION.fields("stale-sql"), context=context)
     assert first.review_request is not None
     assert first.review_request["action_requests"][0]["args"] == {"query": "SELECT 1 AS first"}
@@ -209,10 +236,16 @@ def test_invoking_with_no_input_while_a_review_waits_changes_nothing(box: Sandbo
 def test_a_rejected_call_never_executes(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     executed = _executed_queries(monkeypatch)
     context = box.context(review_tools=("run_sql_query",)).with_overrides(
-        chat_model=_sql_turns("SELECT title FROM film LIMIT 1"))
+        chat_model=_sql_turns("SELECT title FROM film LIMIT 1")
+    )
     first = triage_email(RENTAL_QUESTION.fields("reject-call"), context=context)
-    resume("reject-call", ReviewDecision(type="reject", message="not needed for this email",
-                                         request_id=first.review_request_id), context=context)
+    resume(
+        "reject-call",
+        ReviewDecision(
+            type="reject", message="not needed for this email", request_id=first.review_request_id
+        ),
+        context=context,
+    )
     assert executed == []
     with _graph(context) as graph:
         values = graph.get_state(_config(first.thread_id)).values
@@ -224,8 +257,7 @@ def test_a_rejected_call_never_executes(box: Sandbox, monkeypatch: pytest.Monkey
 def _edit(context: Context, thread_id: str, name: str, args: Any) -> dict[str, Any]:
     decision = {"type": "edit", "edited_action": {"name": name, "args": args}}
     with _graph(context) as graph:
-        graph.invoke(Command(resume={"decisions": [decision]}), _config(thread_id),
-                     context=context)
+        graph.invoke(Command(resume={"decisions": [decision]}), _config(thread_id), context=context)
         return dict(graph.get_state(_config(thread_id)).values)
 
 
@@ -234,8 +266,7 @@ def _edit(context: Context, thread_id: str, name: str, args: Any) -> dict[str, A
     [
         ("run_sql_query", {"query": "DELETE FROM payment"}, "SQL refused"),
         ("run_sql_query", {"query": "SELECT 1; DROP TABLE film"}, "SQL refused"),
-        ("run_sql_query", {"query": "SELECT * FROM pragma_table_info('customer')"},
-         "SQL refused"),
+        ("run_sql_query", {"query": "SELECT * FROM pragma_table_info('customer')"}, "SQL refused"),
         ("run_sql_query", {"query": "SELECT 1", "as_admin": True}, "as_admin"),
         ("get_db_schema", {}, "not the tool"),
     ],
@@ -245,7 +276,8 @@ def test_an_edited_call_is_judged_by_the_gate_again(
 ) -> None:
     executed = _executed_queries(monkeypatch)
     context = box.context(review_tools=("run_sql_query",)).with_overrides(
-        chat_model=_sql_turns("SELECT title FROM film LIMIT 1"))
+        chat_model=_sql_turns("SELECT title FROM film LIMIT 1")
+    )
     first = triage_email(RENTAL_QUESTION.fields("edit-call"), context=context)
     values = _edit(context, first.thread_id, name, args)
     assert executed == []
@@ -259,10 +291,15 @@ def test_an_edited_call_runs_as_edited_and_only_as_edited(
 ) -> None:
     executed = _executed_queries(monkeypatch)
     context = box.context(review_tools=("run_sql_query",)).with_overrides(
-        chat_model=_sql_turns("SELECT * FROM film"))
+        chat_model=_sql_turns("SELECT * FROM film")
+    )
     first = triage_email(RENTAL_QUESTION.fields("edit-ok"), context=context)
-    values = _edit(context, first.thread_id, "run_sql_query",
-                   {"query": "SELECT title FROM film WHERE film_id = 117"})
+    values = _edit(
+        context,
+        first.thread_id,
+        "run_sql_query",
+        {"query": "SELECT title FROM film WHERE film_id = 117"},
+    )
     assert executed == ["SELECT title FROM film WHERE film_id = 117"]
     result = next(m for m in values["messages"] if isinstance(m, ToolMessage))
     assert "MIDNIGHT ORCHARD" in str(result.content)
@@ -273,11 +310,15 @@ def test_a_customer_table_put_in_by_an_edit_is_still_out_of_scope(
 ) -> None:
     _executed_queries(monkeypatch)
     context = box.context(review_tools=("run_sql_query",)).with_overrides(
-        chat_model=_sql_turns("SELECT title FROM film LIMIT 1"))
+        chat_model=_sql_turns("SELECT title FROM film LIMIT 1")
+    )
     first = triage_email(RENTAL_QUESTION.fields("edit-scope"), context=context)
-    values = _edit(context, first.thread_id, "run_sql_query",
-                   {"query": "SELECT email, phone FROM customer JOIN address "
-                             "USING (address_id)"})
+    values = _edit(
+        context,
+        first.thread_id,
+        "run_sql_query",
+        {"query": "SELECT email, phone FROM customer JOIN address USING (address_id)"},
+    )
     results = [str(m.content) for m in values["messages"] if isinstance(m, ToolMessage)]
     victim = box.pii.person(58)
     assert not any(victim.email in text for text in results)
@@ -294,29 +335,41 @@ def _env(context: Context) -> dict[str, str]:
 
 
 def _python(code: str, context: Context) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
-                          env=_env(context), capture_output=True, text=True, timeout=180,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=_env(context),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandbox) -> None:
     context = box.context()
     fields = json.dumps(RENTAL_QUESTION.fields("killed-waiting"))
-    died = _python(f"""
+    died = _python(
+        f"""
         import json, os, signal
         from agent.api import triage_email
         result = triage_email(json.loads({fields!r}))
         print(result.status, result.review_request_id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
-    """, context)
+    """,
+        context,
+    )
     assert died.returncode == -9, died.stderr
     status, request_id = died.stdout.split()
     assert status == "awaiting_review"
-    resumed = _python(f"""
+    resumed = _python(
+        f"""
         from agent.api import ReviewDecision, resume
         print(resume("killed-waiting", ReviewDecision(type="approve",
                                                       request_id={request_id!r})).status)
-    """, context)
+    """,
+        context,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == "approved"
     counts = _counts(context, "killed-waiting")
@@ -327,7 +380,8 @@ def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sa
     context = box.context()
     first = triage_email(RENTAL_QUESTION.fields("killed-resuming"), context=context)
     # Dies right after the reply reached the outbox, before the outcome and the checkpoint.
-    died = _python(f"""
+    died = _python(
+        f"""
         import os, signal
         import agent.case_store
         from agent.api import ReviewDecision, resume
@@ -338,14 +392,17 @@ def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sa
         agent.case_store.CaseStore.set_outcome = die
         resume("killed-resuming", ReviewDecision(type="approve",
                                                  request_id={first.review_request_id!r}))
-    """, context)
+    """,
+        context,
+    )
     assert died.returncode == -9, died.stderr
     assert _counts(context, "killed-resuming")["outbox_files"] == 1
     assert _status(context, "killed-resuming") == "awaiting_review"
     # The decision was taken: it cannot be taken again, and the run finishes where it stopped.
     with pytest.raises(NoPendingReview):
-        resume("killed-resuming", ReviewDecision(type="reject", message="too late"),
-               context=context)
+        resume(
+            "killed-resuming", ReviewDecision(type="reject", message="too late"), context=context
+        )
     finished = triage_email(RENTAL_QUESTION.fields("killed-resuming"), context=context)
     assert finished.status == "approved"
     counts = _counts(context, "killed-resuming")
@@ -373,10 +430,17 @@ def test_two_reviewers_answering_at_once_apply_one_decision(box: Sandbox) -> Non
             except NoPendingReview as refused:
                 print("refused", type(refused).__name__)
         """)
-        runs = [subprocess.Popen([sys.executable, "-c", code, kind], cwd=REPO,
-                                 env=_env(context), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-                for kind in ("approve", "reject")]
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, kind],
+                cwd=REPO,
+                env=_env(context),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for kind in ("approve", "reject")
+        ]
         outputs = [run.communicate(timeout=180) for run in runs]
         answers = sorted(out.strip() for out, _ in outputs)
         assert sum(a.startswith("refused") for a in answers) == 1, outputs
