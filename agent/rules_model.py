@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from math import ceil
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from agent.offline_chat import InProcessChatModel
 from graph.prompts import parse_email, parse_facts
 from policies import policy_rules
 
@@ -816,7 +811,7 @@ def _ticket_summary(reading: CaseReading, analysis: Analysis) -> str:
 # The chat model.
 
 
-class RulesChatModel(BaseChatModel):
+class RulesChatModel(InProcessChatModel):
     """Deterministic, offline chat model that drives the Email Triage graph by rules."""
 
     model_name: str = "mediavault-rules"
@@ -829,32 +824,16 @@ class RulesChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
-        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        tools = [t["function"]["name"] for t in kwargs.get("tools") or [] if "function" in t]
+    def _answer(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
         message = self._respond(messages, tools)
         prompt_chars = sum(len(str(m.content)) for m in messages)
+        # Token counts are estimates (characters / 4): the evals report them like a real model's.
         message.usage_metadata = {
             "input_tokens": prompt_chars // 4,
             "output_tokens": len(str(message.content)) // 4 + 8 * len(message.tool_calls),
             "total_tokens": prompt_chars // 4 + len(str(message.content)) // 4,
         }
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return message
 
     def _respond(self, messages: Sequence[BaseMessage], tools: list[str]) -> AIMessage:
         reading = read_case(messages)
