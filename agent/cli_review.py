@@ -40,7 +40,9 @@ review_app = typer.Typer(
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
 ]
-DbOption = Annotated[Path | None, typer.Option("--db", help="Business database (MEDIAVAULT_DB).")]
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Business database: SQLite file or postgresql:// DSN.")
+]
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", help="Model for a revision after a rejection (MEDIAVAULT_MODEL)."),
@@ -64,7 +66,7 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _decision_context(home: Path | None, db: Path | None, model: str | None) -> Context:
+def _decision_context(home: Path | None, db: str | None, model: str | None) -> Context:
     return context_for(home, db=str(db) if db else None, model=model)
 
 

@@ -40,7 +40,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _context(home: Path | None, db: Path | None = None, model: str | None = None) -> Context:
+def _context(home: Path | None, db: str | None = None, model: str | None = None) -> Context:
     try:
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model)
     except ConfigurationError as problem:
@@ -76,7 +76,8 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     home: HomeOption = None,
     db: Annotated[
-        Path | None, typer.Option("--db", help="Business database (MEDIAVAULT_DB).")
+        str | None,
+        typer.Option("--db", help="Business database: a SQLite file or a postgresql:// DSN."),
     ] = None,
     model: Annotated[
         str | None,

@@ -87,7 +87,8 @@ def studio_command(
         Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
     ] = None,
     db: Annotated[
-        Path | None, typer.Option("--db", help="Business database (MEDIAVAULT_DB).")
+        str | None,
+        typer.Option("--db", help="Business database: a SQLite file or a postgresql:// DSN."),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="`rules` or `openai:<model>`.")

@@ -54,7 +54,7 @@ def _printable(text: str) -> str:
     return "".join("?" if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
 
 
-def _context(home: Path | None, db: Path | None, model: str | None, as_of: str | None,
+def _context(home: Path | None, db: str | None, model: str | None, as_of: str | None,
              review: str | None) -> Context:
     try:
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model,
@@ -301,7 +301,9 @@ def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
 ]
-DbOption = Annotated[Path | None, typer.Option("--db", help="Business database (MEDIAVAULT_DB).")]
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Business database: SQLite file or postgresql:// DSN.")
+]
 ModelOption = Annotated[str | None, typer.Option("--model", help="`rules` or `openai:<model>`.")]
 AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Business date (YYYY-MM-DD).")]
 ReviewOption = Annotated[
