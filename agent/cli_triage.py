@@ -315,10 +315,15 @@ def demo_command(
     inbox: Annotated[Path, typer.Option("--inbox", help="The sample inbox CSV.")] = DEFAULT_INBOX,
     home: HomeOption = None,
     model: ModelOption = None,
+    as_of: AsOfOption = None,
     review: ReviewOption = None,
 ) -> None:
-    """Build the demo database if missing, triage the sample inbox, print the outcomes."""
-    context = _context(home, None, model, None, review)
+    """Build the demo database if missing, triage the sample inbox, print the outcomes.
+
+    The demo always uses the demo database in the home directory; ``--as-of`` sets the
+    business date it is built for (default today).
+    """
+    context = _context(home, None, model, as_of, review)
     if ensure_demo_database(context):
         console.print(f"Built the demo database at {context.db_path}")
     raise typer.Exit(triage_inbox([inbox], context))
