@@ -36,7 +36,7 @@ typecheck: $(DEV_INSTALLED)
 unit: $(DEV_INSTALLED)
 	$(VENV)/bin/pytest
 
-bench: $(INSTALLED)
+bench: $(DEV_INSTALLED)
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
 
 ## diagram: regenerate the README's mermaid diagram from the graph
