@@ -18,6 +18,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from agent.cli_options import HomeOption
 from agent.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
 cases_app = typer.Typer(help="List and inspect cases: one per email, with its outcome.",
                         no_args_is_help=True)
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 

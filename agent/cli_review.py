@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.cli_cases import context_for, print_case_file, printable
+from agent.cli_options import DbOption, HomeOption
 from agent.context import Context
 
 if TYPE_CHECKING:
@@ -37,12 +38,6 @@ review_app = typer.Typer(
     no_args_is_help=True,
 )
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
-]
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="Business database: SQLite file or postgresql:// DSN.")
-]
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", help="Model for a revision after a rejection (MEDIAVAULT_MODEL)."),

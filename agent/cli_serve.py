@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from agent.cli_options import HomeOption
 from agent.context import ConfigurationError, Context
 
 err_console = Console(stderr=True, soft_wrap=True)  # paths and URLs stay on one line
@@ -22,9 +23,6 @@ reviewers_app = typer.Typer(
 #: Scripts may pass a new reviewer's password here instead of typing it.
 PASSWORD_ENV = "MEDIAVAULT_REVIEWER_PASSWORD"
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
-]
 UsersFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from agent.cli_options import AsOfOption, DbOption, HomeOption, ModelOption, ReviewOption
 from agent.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
@@ -298,17 +299,6 @@ def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
     console.print(f"{len(tally.results)} emails in {elapsed:.1f}s: {summary or 'none'}{skipped}")
 
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="State directory (MEDIAVAULT_HOME).")
-]
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="Business database: SQLite file or postgresql:// DSN.")
-]
-ModelOption = Annotated[str | None, typer.Option("--model", help="`rules` or `openai:<model>`.")]
-AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Business date (YYYY-MM-DD).")]
-ReviewOption = Annotated[
-    str | None, typer.Option("--review", help="all, none, or reason codes that need review.")
-]
 
 
 def demo_command(
