@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
@@ -63,6 +64,23 @@ class CustomerIdentity(_Frozen):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+    @classmethod
+    def from_row(cls, row: Sequence[object]) -> CustomerIdentity:
+        """From ``(customer_id, first_name, last_name, email, active, store_id)`` as stored.
+
+        Sakila stores ``active`` as text or a number depending on the port; any of the usual
+        spellings of "yes" counts.
+        """
+        customer_id, first_name, last_name, email, active, store_id = row
+        return cls(
+            customer_id=int(str(customer_id)),
+            first_name=str(first_name or ""),
+            last_name=str(last_name or ""),
+            email=str(email).strip(),
+            active=str(active).strip().lower() in {"1", "y", "yes", "true", "t"},
+            store_id=int(str(store_id)),
+        )
 
 
 class QueryResult(_Frozen):

@@ -640,15 +640,7 @@ class SqliteBusinessDatabase(BusinessDatabase):
             conn.close()
         if len(rows) != 1:  # unknown, or ambiguous: either way not verified
             return None
-        customer_id, first_name, last_name, email, active, store_id = rows[0]
-        return CustomerIdentity(
-            customer_id=int(customer_id),
-            first_name=str(first_name or ""),
-            last_name=str(last_name or ""),
-            email=str(email).strip(),
-            active=str(active).strip().lower() in {"1", "y", "yes", "true", "t"},
-            store_id=int(store_id),
-        )
+        return CustomerIdentity.from_row(rows[0])
 
     @contextmanager
     def session(self, customer: CustomerIdentity | None) -> Iterator[ScopedSession]:
