@@ -21,6 +21,7 @@ def test_the_wheel_carries_its_data_and_works_outside_the_checkout(tmp_path: Pat
     wheel = next((tmp_path / "dist").glob("mediavault_agent-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for data in ("policies/mediavault_policies.md", "policies/policy_rules.toml",
+                 "agent/web/templates/case.html", "evals/datasets/demo.jsonl",
                  "policies/risk_rules.toml", "skills/email-triage/SKILL.md",
                  "tools/sakila_schema.sql"):
         assert data in names
