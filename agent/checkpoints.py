@@ -8,8 +8,10 @@ email's thread.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -108,6 +110,44 @@ def _connect_error(dsn: str, error: Exception) -> ConfigurationError:
     return ConfigurationError(f"cannot connect to the state database {redact_dsn(dsn)}: {first}")
 
 
+#: How long a worker waits for another worker's checkpoint-table set-up.
+SETUP_LOCK_WAIT_SECONDS = 120.0
+
+
+def _take_setup_lock(connection: Any) -> None:
+    """Take the set-up lock by polling, never by blocking.
+
+    The saver's set-up runs ``CREATE INDEX CONCURRENTLY``, which waits for every open
+    transaction to finish. A worker blocked in ``pg_advisory_lock`` is such a transaction, so
+    blocking would deadlock; each ``pg_try_advisory_lock`` ends at once instead.
+    """
+    deadline = time.monotonic() + SETUP_LOCK_WAIT_SECONDS
+    while not _locked(connection.execute("SELECT pg_try_advisory_lock(%s) AS locked",
+                                         [_SETUP_LOCK_KEY]).fetchone()):
+        if time.monotonic() > deadline:
+            raise ConfigurationError("another worker has been setting up the checkpoint "
+                                     "tables for too long; try again")
+        time.sleep(0.05)
+
+
+async def _atake_setup_lock(connection: Any) -> None:
+    """The asyncio twin of :func:`_take_setup_lock`."""
+    deadline = time.monotonic() + SETUP_LOCK_WAIT_SECONDS
+    while True:
+        cursor = await connection.execute("SELECT pg_try_advisory_lock(%s) AS locked",
+                                          [_SETUP_LOCK_KEY])
+        if _locked(await cursor.fetchone()):
+            return
+        if time.monotonic() > deadline:
+            raise ConfigurationError("another worker has been setting up the checkpoint "
+                                     "tables for too long; try again")
+        await asyncio.sleep(0.05)
+
+
+def _locked(row: Any) -> bool:
+    return bool(row["locked"] if isinstance(row, dict) else row[0])
+
+
 @contextmanager
 def _postgres_saver(dsn: str) -> Iterator[BaseCheckpointSaver[Any]]:
     psycopg = _psycopg()
@@ -126,7 +166,7 @@ def _postgres_saver(dsn: str) -> Iterator[BaseCheckpointSaver[Any]]:
         with _READY_GUARD:
             if dsn not in _READY:
                 # Workers starting together would race on CREATE TABLE; take turns.
-                connection.execute("SELECT pg_advisory_lock(%s)", [_SETUP_LOCK_KEY])
+                _take_setup_lock(connection)
                 try:
                     saver.setup()
                 finally:
@@ -152,7 +192,7 @@ async def _async_postgres_saver(dsn: str) -> AsyncIterator[BaseCheckpointSaver[A
     try:
         saver = AsyncPostgresSaver(connection)
         if dsn not in _READY:
-            await connection.execute("SELECT pg_advisory_lock(%s)", [_SETUP_LOCK_KEY])
+            await _atake_setup_lock(connection)
             try:
                 await saver.setup()
             finally:

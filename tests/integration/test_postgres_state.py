@@ -302,3 +302,30 @@ def test_a_review_is_resumed_by_another_process_from_postgres_checkpoints(
     assert not (tmp_path / "machine-1" / "checkpoints.sqlite").exists()
     with open_checkpointer(Context(home=tmp_path, state_db=state_dsn)) as saver:
         assert type(saver).__name__ == "PostgresSaver"
+
+
+SET_UP_CHECKPOINTS = """
+import sys
+from agent.checkpoints import open_checkpointer
+from agent.context import Context
+with open_checkpointer(Context(home=sys.argv[2], state_db=sys.argv[1])) as saver:
+    print(type(saver).__name__)
+"""
+
+
+def test_workers_starting_together_set_up_the_checkpoint_tables_without_deadlock(
+    state_dsn: str, tmp_path: Path
+) -> None:
+    # The saver's set-up builds indexes CONCURRENTLY, which waits for other open transactions:
+    # workers queueing on a blocking lock would deadlock with it.
+    script = tmp_path / "setup.py"
+    script.write_text(SET_UP_CHECKPOINTS)
+    workers = [
+        subprocess.Popen([sys.executable, str(script), state_dsn, str(tmp_path / f"h{i}")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    results = [worker.communicate(timeout=180) for worker in workers]
+    for worker, (out, err) in zip(workers, results, strict=True):
+        assert worker.returncode == 0, err
+        assert out.strip() == "PostgresSaver"
