@@ -633,11 +633,13 @@ def test_the_json_api_reads_and_decides_with_basic_credentials(
 def test_the_package_ships_the_templates_and_styles() -> None:
     import tomllib
 
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["agent.web"]
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["*"]
     web = REPO / "agent" / "web"
-    shipped = {p for pattern in patterns for p in web.glob(pattern)}
-    assert {p for p in (web / "templates").iterdir()} | {
-        p for p in (web / "static").iterdir()
-    } <= shipped
-    assert "agent.web" in config["tool"]["setuptools"]["packages"]
+    files = [*(web / "templates").iterdir(), *(web / "static").iterdir()]
+    assert files
+    # Every template and style file matches a package-data pattern of its folder...
+    assert all(any(p.match(pattern) for pattern in patterns) for p in files)
+    # ...and the folders themselves are found as (namespace) packages of agent.
+    find = config["packages"]["find"]
+    assert find["namespaces"] is True and "agent*" in find["include"]
