@@ -488,7 +488,10 @@ _STREET_SUFFIXES = (
 )
 # Lower-case street names are read only before an unmistakable suffix, so "3 days by the way"
 # stays ordinary text.
-_PLAIN_SUFFIXES = "street|avenue|road|boulevard|lane|drive|parkway|manor|terrace|highway|blvd"
+_PLAIN_SUFFIXES = (
+    "street|avenue|road|boulevard|lane|drive|parkway|manor|terrace|highway|blvd|court|place|"
+    "circle|crescent|plaza|square"
+)
 _NAME_CONNECTORS = "de|del|la|le|los|las|of|the|van|von|da|di|du|el|san|st"
 _STREET_ADDRESS = re.compile(
     r"(?<![\w$.,])\d{1,6}[A-Za-z]?,?[ \t]+"

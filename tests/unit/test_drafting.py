@@ -267,6 +267,8 @@ def test_a_film_title_is_not_read_as_a_forbidden_phrase() -> None:
         ("Post it to P.O. Box 4411.", "dlp_street_address"),
         ("He lives at 902 birchwood drive.", "dlp_street_address"),
         ("He lives at 902 BIRCHWOOD DRIVE.", "dlp_street_address"),
+        ("He lives at 711 christopher court.", "dlp_street_address"),
+        ("Send it to 48 juniper place.", "dlp_street_address"),
         ("We checked the rental. 12 Maple Ave. is his address.", "dlp_street_address"),
     ],
 )
@@ -308,6 +310,8 @@ def test_a_leak_report_does_not_repeat_the_leaked_value() -> None:
         "The fee is 12.50 USD, as section late-fees.computation explains.",
         "See the policy, e.g. the section on returns, i.e. rentals.returns.",
         "You can reply to this e-mail with a photo of the receipt.",
+        "A claim of 3 days in court or 2 films in place of one is not an address.",
+        "We keep 4 copies at the main square store and 2 at the plaza.",
         f"Our {SIGN_OFF} reads every message.",
     ],
 )
