@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
@@ -255,3 +255,50 @@ def open_business_db(
     return SqliteBusinessDatabase(
         Path(db), time_budget_seconds=time_budget_seconds, max_rows=max_rows
     )
+
+
+CATALOG_HINT = "catalog tables such as film, category, actor and inventory"
+SCOPE_HINT = "my_account, my_rentals and my_payments, which hold only the sender's own rows"
+
+
+def account_refusal(
+    table: str, *, verified: bool, account_names: Collection[str], scope_names: Collection[str]
+) -> DataAccessRefused:
+    """The refusal for reading ``table`` outside the session's scope, saying where to look."""
+    if table in scope_names and not verified:
+        return DataAccessRefused(
+            "unverified_sender",
+            f"The sender could not be verified, so account data ({table}) is unavailable; "
+            f"only {CATALOG_HINT} can be queried.",
+        )
+    where = (
+        f"use {SCOPE_HINT}"
+        if verified
+        else (
+            "the sender could not be verified, so account data is unavailable; "
+            f"only {CATALOG_HINT} can be queried"
+        )
+    )
+    if table in account_names:
+        return DataAccessRefused(
+            "account_data", f"{table} holds other customers' data and cannot be read; {where}."
+        )
+    return DataAccessRefused("account_data", f"Reading {table or 'that'} is not allowed; {where}.")
+
+
+def refuse_out_of_scope(
+    tables: Iterable[str],
+    *,
+    verified: bool,
+    account_names: Collection[str],
+    scope_names: Collection[str],
+) -> None:
+    """Raise a friendly refusal when a query names account data the session may not read.
+
+    Each backend's own enforcement (authorizer, row-level security) still has the final word.
+    """
+    for qualified in sorted(tables):
+        table = qualified.rsplit(".", 1)[-1]
+        if table in account_names or (table in scope_names and not verified):
+            raise account_refusal(table, verified=verified, account_names=account_names,
+                                  scope_names=scope_names)

@@ -32,6 +32,8 @@ from decimal import Decimal
 from typing import Any
 
 from tools.business_db import (
+    CATALOG_HINT,
+    SCOPE_HINT,
     BusinessDatabase,
     BusinessDatabaseError,
     ColumnDescription,
@@ -42,6 +44,8 @@ from tools.business_db import (
     SchemaDescription,
     ScopedSession,
     TableDescription,
+    account_refusal,
+    refuse_out_of_scope,
 )
 from tools.postgres_loader import (
     ACCOUNT_TABLES,
@@ -81,11 +85,14 @@ _TABLE_NOTES: dict[str, str] = {
     "my_payments": "the sender's payments; title is the rented film, when the payment "
     "belongs to a rental",
 }
-_CATALOG_HINT = "catalog tables such as film, category, actor and inventory"
-_SCOPE_HINT = "my_account, my_rentals and my_payments, which hold only the sender's own rows"
 #: Account data by name, for a friendly refusal before the server's own.
 _ACCOUNT_NAMES = frozenset(ACCOUNT_TABLES) | frozenset(ACCOUNT_VIEWS) | {"city", "country"}
 _SCOPE_NAMES = frozenset(SCOPE_VIEWS)
+
+
+def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
+    return account_refusal(table, verified=verified, account_names=_ACCOUNT_NAMES,
+                           scope_names=_SCOPE_NAMES)
 
 
 def _psycopg() -> Any:
@@ -168,28 +175,6 @@ class QueryWatchdog:
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
-
-
-def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
-    if table in _SCOPE_NAMES and not verified:
-        return DataAccessRefused(
-            "unverified_sender",
-            f"The sender could not be verified, so account data ({table}) is unavailable; "
-            f"only {_CATALOG_HINT} can be queried.",
-        )
-    where = (
-        f"use {_SCOPE_HINT}"
-        if verified
-        else (
-            "the sender could not be verified, so account data is unavailable; "
-            f"only {_CATALOG_HINT} can be queried"
-        )
-    )
-    if table in _ACCOUNT_NAMES:
-        return DataAccessRefused(
-            "account_data", f"{table} holds other customers' data and cannot be read; {where}."
-        )
-    return DataAccessRefused("account_data", f"Reading {table or 'that'} is not allowed; {where}.")
 
 
 class PostgresScopedConnection:
@@ -352,8 +337,8 @@ class PostgresScopedConnection:
         if isinstance(error, errors.UndefinedTable):
             return DataAccessRefused(
                 "unknown_table",
-                f"{text}. Query {_CATALOG_HINT}"
-                + (f", or {_SCOPE_HINT}." if self.customer is not None else "."),
+                f"{text}. Query {CATALOG_HINT}"
+                + (f", or {SCOPE_HINT}." if self.customer is not None else "."),
             )
         if isinstance(error, errors.ProgramLimitExceeded | errors.OutOfMemory | errors.DiskFull):
             return DataAccessRefused(
@@ -403,13 +388,8 @@ class PostgresScopedSession(ScopedSession):
     def run_query(self, sql: str) -> QueryResult:
         """Guard, scope-check and run one SELECT; see :meth:`ScopedSession.run_query`."""
         guarded = guard_sql(sql, dialect="postgres", max_rows=self._database.max_rows)
-        verified = self.customer is not None
-        for qualified in sorted(guarded.tables):
-            table = qualified.rsplit(".", 1)[-1]
-            if table in _ACCOUNT_NAMES:
-                raise _account_refusal(table, verified=verified)
-            if table in _SCOPE_NAMES and not verified:
-                raise _account_refusal(table, verified=False)
+        refuse_out_of_scope(guarded.tables, verified=self.customer is not None,
+                            account_names=_ACCOUNT_NAMES, scope_names=_SCOPE_NAMES)
         fetched = self._connection.execute(
             guarded.sql, limit_hint=guarded.limit if guarded.limit_rewritten else None
         )

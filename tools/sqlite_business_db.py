@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.business_db import (
+    CATALOG_HINT,
+    SCOPE_HINT,
     BusinessDatabase,
     BusinessDatabaseError,
     ColumnDescription,
@@ -35,6 +37,8 @@ from tools.business_db import (
     SchemaDescription,
     ScopedSession,
     TableDescription,
+    account_refusal,
+    refuse_out_of_scope,
 )
 from tools.sql_guard import allowed_functions, guard_sql
 
@@ -153,8 +157,12 @@ SCOPE_TABLES: tuple[_ScopeTable, ...] = (
 )  # fmt: skip
 SCOPE_TABLE_NAMES = frozenset(table.name for table in SCOPE_TABLES)
 
-_CATALOG_HINT = "catalog tables such as film, category, actor and inventory"
-_SCOPE_HINT = "my_account, my_rentals and my_payments, which hold only the sender's own rows"
+_ACCOUNT_NAMES = frozenset(ACCOUNT_TABLES) | frozenset(ACCOUNT_VIEWS)
+
+
+def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
+    return account_refusal(table, verified=verified, account_names=_ACCOUNT_NAMES,
+                           scope_names=SCOPE_TABLE_NAMES)
 
 
 def _read_only_uri(path: Path) -> str:
@@ -387,8 +395,8 @@ class ScopedConnection:
         if "no such table" in text:
             return DataAccessRefused(
                 "unknown_table",
-                f"{_first_line(text)}. Query {_CATALOG_HINT}"
-                + (f", or {_SCOPE_HINT}." if self.customer is not None else "."),
+                f"{_first_line(text)}. Query {CATALOG_HINT}"
+                + (f", or {SCOPE_HINT}." if self.customer is not None else "."),
             )
         return DataAccessRefused(
             "query_error", f"The database rejected the query: {_first_line(text)}."
@@ -411,29 +419,6 @@ class ScopedConnection:
     def close(self) -> None:
         with self._lock:
             self.connection.close()
-
-
-def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
-    """Refusal for reading ``table``, which is outside the session's scope."""
-    if table in SCOPE_TABLE_NAMES and not verified:
-        return DataAccessRefused(
-            "unverified_sender",
-            f"The sender could not be verified, so account data ({table}) is unavailable; "
-            f"only {_CATALOG_HINT} can be queried.",
-        )
-    where = (
-        f"use {_SCOPE_HINT}"
-        if verified
-        else (
-            "the sender could not be verified, so account data is unavailable; "
-            f"only {_CATALOG_HINT} can be queried"
-        )
-    )
-    if table in ACCOUNT_TABLES or table in ACCOUNT_VIEWS:
-        return DataAccessRefused(
-            "account_data", f"{table} holds other customers' data and cannot be read; {where}."
-        )
-    return DataAccessRefused("account_data", f"Reading {table or 'that'} is not allowed; {where}.")
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -475,14 +460,9 @@ class SqliteScopedSession(ScopedSession):
     def run_query(self, sql: str) -> QueryResult:
         """Guard, scope-check and run one SELECT; see :meth:`ScopedSession.run_query`."""
         guarded = guard_sql(sql, dialect="sqlite", max_rows=self._database.max_rows)
-        verified = self.customer is not None
-        for qualified in sorted(guarded.tables):
-            # A friendlier refusal than the authorizer's, which still has the final word.
-            table = qualified.rsplit(".", 1)[-1]
-            if table in ACCOUNT_TABLES or table in ACCOUNT_VIEWS:
-                raise _account_refusal(table, verified=verified)
-            if table in SCOPE_TABLE_NAMES and not verified:
-                raise _account_refusal(table, verified=False)
+        # A friendlier refusal than the authorizer's, which still has the final word.
+        refuse_out_of_scope(guarded.tables, verified=self.customer is not None,
+                            account_names=_ACCOUNT_NAMES, scope_names=SCOPE_TABLE_NAMES)
         fetched = self._connection.execute(
             guarded.sql, limit_hint=guarded.limit if guarded.limit_rewritten else None
         )
