@@ -311,6 +311,33 @@ def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _case_filters(
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+    *,
+    placeholder: str,
+) -> tuple[str, list[object]]:
+    """The WHERE clause and parameters of a case listing (shared by the SQLite and Postgres
+    stores, which differ only in their parameter placeholder)."""
+    _check(status, (*CASE_STATUSES, OPEN_STATUS), "case status", optional=True)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit {limit} is negative")
+    clauses: list[str] = []
+    params: list[object] = []
+    if status is not None:
+        clauses.append(f"status = {placeholder}")
+        params.append(status)
+    if since is not None:
+        clauses.append(f"received_at >= {placeholder}")
+        params.append(to_utc_text(since))
+    if until is not None:
+        clauses.append(f"received_at < {placeholder}")
+        params.append(to_utc_text(until))
+    return " AND ".join(clauses) or "1 = 1", params
+
+
 class CaseStore:
     """The operations database at ``path``; the file and its folders appear on first use."""
 
@@ -674,21 +701,7 @@ class CaseStore:
         limit: int | None = None,
     ) -> list[CaseRecord]:
         """Cases received in ``[since, until)``, optionally with one status, oldest first."""
-        _check(status, (*CASE_STATUSES, OPEN_STATUS), "case status", optional=True)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit {limit} is negative")
-        clauses: list[str] = []
-        params: list[object] = []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if since is not None:
-            clauses.append("received_at >= ?")
-            params.append(to_utc_text(since))
-        if until is not None:
-            clauses.append("received_at < ?")
-            params.append(to_utc_text(until))
-        where = " AND ".join(clauses) or "1"
+        where, params = _case_filters(status, since, until, limit, placeholder="?")
         return self._transaction(
             lambda db: _load_cases(db, where, params, limit=limit), write=False
         )

@@ -36,6 +36,7 @@ from agent.case_store import (
     DraftRecord,
     OutboxRecord,
     ReviewRecord,
+    _case_filters,
     _check,
     _draft,
     _email,
@@ -448,21 +449,7 @@ class PostgresCaseStore(CaseStore):
         limit: int | None = None,
     ) -> list[CaseRecord]:
         """Cases received in ``[since, until)``, optionally with one status, oldest first."""
-        _check(status, (*CASE_STATUSES, OPEN_STATUS), "case status", optional=True)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit {limit} is negative")
-        clauses: list[str] = []
-        params: list[object] = []
-        if status is not None:
-            clauses.append("status = %s")
-            params.append(status)
-        if since is not None:
-            clauses.append("received_at >= %s")
-            params.append(to_utc_text(since))
-        if until is not None:
-            clauses.append("received_at < %s")
-            params.append(to_utc_text(until))
-        where = " AND ".join(clauses) or "true"
+        where, params = _case_filters(status, since, until, limit, placeholder="%s")
         return self._transaction(
             lambda cursor: _load_cases(cursor, where, params, limit=limit), write=False
         )
