@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.checkpoints import open_async_checkpointer, open_checkpointer
 from agent.context import ConfigurationError, Context
 from agent.emails import InboundEmail
+from graph.audit_trail import write_events
 from graph.builder import compile_with_checkpointer
 from graph.nodes import thread_id_for
 from graph.services import services_for
@@ -259,6 +260,7 @@ def _record_failure(
 ) -> TriageResult:
     # Nothing is lost: a run that breaks still ends in one recorded outcome.
     reason = f"{type(problem).__name__}: {problem}"[:300]
+    write_stranded_audit_events(context, thread_id)
     services = services_for(context)
     store = services.case_store
     store.record_email(email)
@@ -271,6 +273,20 @@ def _record_failure(
                           event_id=f"{thread_id}:failed")
     return TriageResult(email_id=email.email_id, thread_id=thread_id, status="failed",
                         error=reason)
+
+
+def write_stranded_audit_events(context: Context, thread_id: str) -> None:
+    """Write the audit events a stopped run left in its last checkpoint.
+
+    Nodes write their events when the run stops inside them; a run stopped between nodes
+    (the step limit, a worker that keeps dying) leaves them pending in the checkpoint.
+    """
+    try:
+        with _compiled_graph(context) as graph:
+            values = graph.get_state(_config(thread_id)).values or {}
+    except Exception:
+        return
+    write_events(context, values.get("audit_pending") or [])
 
 
 _DECISION_LOCKS: dict[str, threading.Lock] = {}

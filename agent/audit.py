@@ -48,13 +48,13 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -419,6 +419,34 @@ def _flock(path: Path, mode: int, *, create: bool) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+class PendingAuditEvent(TypedDict):
+    """An event checked and stamped by :meth:`AuditLog.prepare`, not yet chained or written."""
+
+    timestamp: str
+    event_id: str
+    action: str
+    outcome: str
+    reason: str | None
+    thread_id: str | None
+    email_id: str | None
+    tool_call_id: str | None
+    actor: str
+    details: dict[str, DetailValue]
+
+
+_PENDING_KEYS = frozenset(PendingAuditEvent.__annotations__)
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string in a prepared audit event, got {type(value).__name__}")
+    return value
+
+
+def _as_optional_str(value: object) -> str | None:
+    return None if value is None else _as_str(value)
+
+
 class AuditLog:
     """An append-only, hash-chained audit log at ``path`` (nothing is created until an append).
 
@@ -454,6 +482,45 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r}, keyed={self.keyed})"
 
+    def prepare(
+        self,
+        action: str,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        thread_id: str | None = None,
+        email_id: str | None = None,
+        tool_call_id: str | None = None,
+        actor: str = "agent",
+        details: Mapping[str, object] | None = None,
+        event_id: str | None = None,
+    ) -> PendingAuditEvent:
+        """Validate and minimise one event now, to be written later by :meth:`append_prepared`.
+
+        The result is a plain JSON-safe dict stamped with the current time, so it can travel
+        in a checkpoint (see ``graph.audit_trail``) until the run reaches a point where it is
+        written. The arguments are those of :meth:`append`.
+        """
+        if not isinstance(action, str) or not action.strip() or len(action) > MAX_ACTION_LENGTH:
+            raise ValueError(f"audit action must be 1-{MAX_ACTION_LENGTH} characters: {action!r}")
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"audit outcome must be one of {sorted(_OUTCOMES)}: {outcome!r}")
+        if not isinstance(actor, str) or not actor.strip():
+            raise ValueError("audit actor must be a non-empty string")
+        return {
+            "timestamp": _format_timestamp(self._clock()),
+            # A long key is digested, which keeps it deterministic and therefore idempotent.
+            "event_id": _safe_text(event_id, "event_id", MAX_ID_LENGTH) or uuid.uuid4().hex,
+            "action": _plain_str(action),
+            "outcome": outcome,
+            "reason": _safe_text(reason, "reason", MAX_REASON_LENGTH),
+            "thread_id": _safe_text(thread_id, "thread_id", MAX_ID_LENGTH),
+            "email_id": _safe_text(email_id, "email_id", MAX_ID_LENGTH),
+            "tool_call_id": _safe_text(tool_call_id, "tool_call_id", MAX_ID_LENGTH),
+            "actor": _safe_text(actor, "actor", MAX_ID_LENGTH) or "",
+            "details": _safe_details(details),
+        }
+
     def append(
         self,
         action: str,
@@ -474,50 +541,82 @@ class AuditLog:
         ``details`` are minimised as described in the module docstring. Raises
         :class:`AuditLogError` when the existing log cannot be extended safely.
         """
-        if not isinstance(action, str) or not action.strip() or len(action) > MAX_ACTION_LENGTH:
-            raise ValueError(f"audit action must be 1-{MAX_ACTION_LENGTH} characters: {action!r}")
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"audit outcome must be one of {sorted(_OUTCOMES)}: {outcome!r}")
-        if not isinstance(actor, str) or not actor.strip():
-            raise ValueError("audit actor must be a non-empty string")
-        fields: dict[str, object] = {
-            "reason": _safe_text(reason, "reason", MAX_REASON_LENGTH),
-            "thread_id": _safe_text(thread_id, "thread_id", MAX_ID_LENGTH),
-            "email_id": _safe_text(email_id, "email_id", MAX_ID_LENGTH),
-            "tool_call_id": _safe_text(tool_call_id, "tool_call_id", MAX_ID_LENGTH),
-            "actor": _safe_text(actor, "actor", MAX_ID_LENGTH),
-            "details": _safe_details(details),
-        }
-        # A long key is digested, which keeps it deterministic and therefore still idempotent.
-        eid = _safe_text(event_id, "event_id", MAX_ID_LENGTH) or uuid.uuid4().hex
+        pending = self.prepare(
+            action, outcome=outcome, reason=reason, thread_id=thread_id, email_id=email_id,
+            tool_call_id=tool_call_id, actor=actor, details=details, event_id=event_id,
+        )
+        written = self.append_prepared([pending])
+        return written[0] if written else None
 
+    def append_prepared(self, events: Iterable[Mapping[str, object]]) -> list[AuditEvent]:
+        """Append events from :meth:`prepare` in order, under one lock and with one fsync.
+
+        Events whose id is already logged (or repeated in ``events``) are skipped, so writing
+        the same batch twice, as a resumed run does, changes nothing. Events that came back
+        from storage are checked again, so a doctored checkpoint cannot smuggle in an
+        oversized or malformed line. Returns the events written.
+        """
+        checked = [self._recheck(event) for event in events]
+        if not checked:
+            return []
+        written: list[AuditEvent] = []
         with self._thread_lock, _flock(_lock_path(self._ensure_dir()), fcntl.LOCK_EX, create=True):
             self._sync_from_file()
-            if eid in self._event_ids:
-                return None
             self._check_head()
-            record: dict[str, object] = {
-                "@timestamp": _format_timestamp(self._clock()),
-                "event": {
-                    "id": eid,
-                    "action": _plain_str(action),
-                    "outcome": outcome,
-                    "sequence": self._count + 1,
-                },
-                **fields,
-                "prev_hash": self._last_hash,
-            }
-            record["hash"] = _chain_hash(record, self._key)
-            event = AuditEvent.from_record(record)
-            line = _canonical(record) + b"\n"
-            self._write_line(line)
-            self._offset += len(line)
-            self._count += 1
-            self._last_hash = event.hash
-            self._event_ids.add(eid)
+            lines: list[bytes] = []
+            count, last_hash, new_ids = self._count, self._last_hash, set[str]()
+            for event in checked:
+                if event["event_id"] in self._event_ids or event["event_id"] in new_ids:
+                    continue
+                record: dict[str, object] = {
+                    "@timestamp": event["timestamp"],
+                    "event": {"id": event["event_id"], "action": event["action"],
+                              "outcome": event["outcome"], "sequence": count + 1},
+                    "reason": event["reason"], "thread_id": event["thread_id"],
+                    "email_id": event["email_id"], "tool_call_id": event["tool_call_id"],
+                    "actor": event["actor"], "details": event["details"],
+                    "prev_hash": last_hash,
+                }
+                record["hash"] = _chain_hash(record, self._key)
+                written.append(AuditEvent.from_record(record))
+                lines.append(_canonical(record) + b"\n")
+                count += 1
+                last_hash = str(record["hash"])
+                new_ids.add(event["event_id"])
+            if not lines:
+                return []
+            data = b"".join(lines)
+            self._write_lines(data)
+            # Only now, with the lines on disk, does this instance move its view forward.
+            self._offset += len(data)
+            self._count, self._last_hash = count, last_hash
+            self._event_ids |= new_ids
             if self._key is not None:
                 self._write_head(self._key)
-        return event
+        return written
+
+    def _recheck(self, event: Mapping[str, object]) -> PendingAuditEvent:
+        if set(event) != _PENDING_KEYS:
+            raise ValueError(f"not a prepared audit event: fields {sorted(event)}")
+        stamp = event["timestamp"]
+        if not isinstance(stamp, str) or len(stamp) > 40:
+            raise ValueError("a prepared audit event needs its timestamp string")
+        if datetime.fromisoformat(stamp).tzinfo is None:
+            raise ValueError("a prepared audit event's timestamp has no time zone")
+        details = event["details"]
+        if not isinstance(details, Mapping):
+            raise ValueError("a prepared audit event's details must be a mapping")
+        pending = self.prepare(
+            _as_str(event["action"]), outcome=_as_str(event["outcome"]),
+            reason=_as_optional_str(event["reason"]),
+            thread_id=_as_optional_str(event["thread_id"]),
+            email_id=_as_optional_str(event["email_id"]),
+            tool_call_id=_as_optional_str(event["tool_call_id"]),
+            actor=_as_str(event["actor"]), details=details,
+            event_id=_as_str(event["event_id"]),
+        )
+        pending["timestamp"] = stamp
+        return pending
 
     def verify(self) -> AuditVerification:
         """Verify this log with this instance's key."""
@@ -608,13 +707,13 @@ class AuditLog:
                 "lines were removed or replaced; run the audit verifier"
             )
 
-    def _write_line(self, line: bytes) -> None:
+    def _write_lines(self, data: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             if self._file_id is None:
                 st = os.fstat(fd)
                 self._file_id = (st.st_dev, st.st_ino)
-            view = memoryview(line)
+            view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]

@@ -311,6 +311,7 @@ def queue_for(context: Context, *, lease_seconds: float = DEFAULT_LEASE_SECONDS)
 
 def _record_given_up(context: Context, email: InboundEmail, reason: str) -> None:
     """One failed outcome for an email no worker could finish (idempotent)."""
+    from agent.api import write_stranded_audit_events
     from graph.nodes import thread_id_for
     from graph.services import services_for
 
@@ -319,6 +320,7 @@ def _record_given_up(context: Context, email: InboundEmail, reason: str) -> None
     thread_id = thread_id_for(email.email_id)
     if store.has_outcome(email.email_id):
         return
+    write_stranded_audit_events(context, thread_id)
     store.record_email(email)
     store.open_case(email.email_id, thread_id=thread_id, sender=email.sender, customer_id=None,
                     received_at=email.received_at)  # fmt: skip

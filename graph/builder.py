@@ -14,6 +14,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agent.context import Context
 from graph import nodes
+from graph.audit_trail import audited
 from graph.gates import investigation_tools
 from graph.state import TriageInput, TriageOutput, TriageState
 
@@ -41,20 +42,20 @@ def build_graph() -> StateGraph[TriageState, Context, TriageInput, TriageOutput]
     builder = StateGraph(
         TriageState, context_schema=Context, input_schema=TriageInput, output_schema=TriageOutput
     )
-    builder.add_node("ingest", nodes.ingest)
-    builder.add_node("safety_check", nodes.safety_check)
-    builder.add_node("investigate", nodes.investigate)
-    builder.add_node("investigation_gate", nodes.investigation_gate)
-    builder.add_node("investigation_tools", investigation_tools)
-    builder.add_node("decide", nodes.decide)
-    builder.add_node("draft", nodes.draft)
-    builder.add_node("draft_gate", nodes.draft_gate)
-    builder.add_node("draft_tool", nodes.draft_tool)
-    builder.add_node("escalate", nodes.escalate)
-    builder.add_node("escalation_gate", nodes.escalation_gate)
-    builder.add_node("ticket_tool", nodes.ticket_tool)
-    builder.add_node("human_review", nodes.human_review)
-    builder.add_node("finalize", nodes.finalize)
+    builder.add_node("ingest", audited(nodes.ingest))
+    builder.add_node("safety_check", audited(nodes.safety_check))
+    builder.add_node("investigate", audited(nodes.investigate))
+    builder.add_node("investigation_gate", audited(nodes.investigation_gate))
+    builder.add_node("investigation_tools", audited(investigation_tools))
+    builder.add_node("decide", audited(nodes.decide))
+    builder.add_node("draft", audited(nodes.draft))
+    builder.add_node("draft_gate", audited(nodes.draft_gate))
+    builder.add_node("draft_tool", audited(nodes.draft_tool))
+    builder.add_node("escalate", audited(nodes.escalate))
+    builder.add_node("escalation_gate", audited(nodes.escalation_gate))
+    builder.add_node("ticket_tool", audited(nodes.ticket_tool))
+    builder.add_node("human_review", audited(nodes.human_review))
+    builder.add_node("finalize", audited(nodes.finalize))
 
     builder.add_edge(START, "ingest")
     builder.add_edge("ingest", "safety_check")

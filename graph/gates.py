@@ -20,6 +20,7 @@ from langgraph.types import interrupt
 
 from agent.context import Context
 from graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
+from graph.audit_trail import record_event
 from graph.services import services_for
 from graph.state import EvidenceRecord, GateVerdictRecord, TriageState
 from tools.agent_tools import (
@@ -184,9 +185,9 @@ def _no_review(facts: GateFacts) -> GateFacts:
 def audit_verdicts(
     state: TriageState, runtime: Runtime[Context], log: list[GateVerdictRecord]
 ) -> None:
-    audit = services_for(runtime.context).audit
     for record in log:
-        audit.append(
+        record_event(
+            runtime,
             "gate.verdict",
             outcome="success" if record["verdict"] == "allow" else "failure",
             reason=record["reason"] or None,
@@ -240,7 +241,6 @@ def customer_identity(state: TriageState) -> Any:
 def investigation_tools(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Run the investigation calls the gate approved; results go back to the model."""
     env = investigation_environment(state, runtime)
-    audit = services_for(runtime.context).audit
     messages: list[ToolMessage] = []
     evidence: list[EvidenceRecord] = []
     for call in state.get("approved_calls", []):
@@ -266,7 +266,8 @@ def investigation_tools(state: TriageState, runtime: Runtime[Context]) -> dict[s
         if result.policy_section_ids:
             record["policy_section_ids"] = result.policy_section_ids
         evidence.append(record)
-        audit.append(
+        record_event(
+            runtime,
             "tool.execution",
             outcome="success" if result.ok else "failure",
             reason=None if result.ok else result.content[:200],

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from agent.context import Context
 from agent.emails import TRUNCATION_MARKER, InboundEmail
 from graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
+from graph.audit_trail import record_event, write_pending
 from graph.decision import TriageDecision, enforce_decision
 from graph.email_text import html_to_text, looks_like_html, split_quoted_history
 from graph.gates import audit_verdicts, customer_identity, gate_facts, last_ai_message, run_gate
@@ -65,7 +66,8 @@ def _audit(
     tool_call_id: str | None = None,
 ) -> None:
     thread = state.get("thread_id")
-    services_for(runtime.context).audit.append(
+    record_event(
+        runtime,
         action,
         outcome=outcome,
         reason=reason,
@@ -757,7 +759,8 @@ def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     _audit(state, runtime, "case.outcome", "finalize", details={
         "status": status, "route": route, "reason_code": decision.get("reason_code"),
         "queue": queue})
-    return {"outcome": outcome}
+    # The run ends here: its audit events go to the log now, in one append.
+    return {"outcome": outcome, **write_pending(state, runtime)}
 
 
 def _short(error: BaseException) -> str:

@@ -71,6 +71,8 @@ class TriageState(TypedDict, total=False):
     review_outcome: str
     escalation_reason: str | None
     outcome: dict[str, Any]
+    #: Audit events recorded since the log was last written (see graph.audit_trail).
+    audit_pending: Annotated[list[dict[str, Any]], operator.add]
 
 
 class TriageOutput(TypedDict, total=False):
