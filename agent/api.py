@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
@@ -113,6 +113,12 @@ async def async_compiled_graph(context: Context) -> AsyncIterator[Any]:
         yield compile_with_checkpointer(saver)
 
 
+#: Each step's writes and checkpoint are on disk before the next step starts. LangGraph's
+#: default writes them in the background while the next step runs, so a crash could lose a
+#: reviewer's recorded decision after the reply it approved had already been sent.
+DURABILITY: Final = "sync"
+
+
 def _config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}, "recursion_limit": 80}
 
@@ -147,6 +153,22 @@ def _result(graph: Any, thread_id: str, email_id: str, *, recorded: bool = False
 def _has_outcome(snapshot: Any) -> bool:
     """Whether a thread already ended in an outcome or waits for a reviewer."""
     return bool(snapshot.values and (snapshot.values.get("outcome") or snapshot.interrupts))
+
+
+#: The channel LangGraph saves a resume value in (a literal: its constant is not public).
+_RESUME_CHANNEL = "__resume__"
+
+
+def _is_recorded(snapshot: Any, saved: Any) -> bool:
+    """Whether the thread's outcome, or the review it waits for, is what to report: not when
+    a decision was saved and still has to be applied (``saved`` is its checkpoint tuple)."""
+    return _has_outcome(snapshot) and not (snapshot.interrupts and _answered(saved))
+
+
+def _answered(saved: Any) -> bool:
+    """Whether a reviewer's decision is saved for the pending review: the run that applies it
+    stopped (a crash) before its next checkpoint, so the review is answered, not waiting."""
+    return bool(saved and any(w[1] == _RESUME_CHANNEL for w in saved.pending_writes or ()))
 
 
 def _result_from(
@@ -195,13 +217,18 @@ def triage_email(
     config = _config(thread_id)
     with _compiled_graph(context) as graph:
         snapshot = graph.get_state(config)
-        if _has_outcome(snapshot):
+        saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
+        if _is_recorded(snapshot, saved):
             return _result_from(snapshot, thread_id, inbound.email_id, recorded=True)
         try:
-            if snapshot.next:  # a run that died midway: continue from its last checkpoint
-                graph.invoke(None, config, context=context)
+            if snapshot.values:
+                # A run that died midway continues from its last checkpoint. Its `next` may be
+                # empty: a step's writes are saved before the checkpoint that follows them
+                # (written in the background), and a crash in between leaves only the writes.
+                graph.invoke(None, config, context=context, durability=DURABILITY)
             else:
-                graph.invoke({"email": inbound.model_dump(mode="json")}, config, context=context)
+                graph.invoke({"email": inbound.model_dump(mode="json")}, config, context=context,
+                             durability=DURABILITY)
         except ConfigurationError:
             raise
         except Exception as problem:
@@ -229,8 +256,10 @@ async def atriage_email(
 async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
     thread_id = thread_id_for(email.email_id)
-    snapshot = await graph.aget_state(_config(thread_id))
-    if not _has_outcome(snapshot):
+    config = _config(thread_id)
+    snapshot = await graph.aget_state(config)
+    saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
+    if not _is_recorded(snapshot, saved):
         return None
     return _result_from(snapshot, thread_id, email.email_id, recorded=True)
 
@@ -240,14 +269,15 @@ async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> Triag
     thread_id = thread_id_for(email.email_id)
     config = _config(thread_id)
     snapshot = await graph.aget_state(config)
-    if _has_outcome(snapshot):
+    saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
+    if _is_recorded(snapshot, saved):
         return _result_from(snapshot, thread_id, email.email_id, recorded=True)
     try:
-        if snapshot.next:  # a run that died midway: continue from its last checkpoint
-            await graph.ainvoke(None, config, context=context)
+        if snapshot.values:  # a run that died midway: continue from its last checkpoint
+            await graph.ainvoke(None, config, context=context, durability=DURABILITY)
         else:
             await graph.ainvoke({"email": email.model_dump(mode="json")}, config,
-                                context=context)
+                                context=context, durability=DURABILITY)
     except ConfigurationError:
         raise
     except Exception as problem:
@@ -260,19 +290,27 @@ def _record_failure(
 ) -> TriageResult:
     # Nothing is lost: a run that breaks still ends in one recorded outcome.
     reason = f"{type(problem).__name__}: {problem}"[:300]
+    record_failed_outcome(context, email, reason)
+    return TriageResult(email_id=email.email_id, thread_id=thread_id, status="failed",
+                        error=reason)
+
+
+def record_failed_outcome(context: Context, email: InboundEmail, reason: str) -> None:
+    """Record that ``email`` failed, with ``reason``: the case, its status and the audit event
+    (with any the stopped run left pending). Idempotent per email."""
+    thread_id = thread_id_for(email.email_id)
     write_stranded_audit_events(context, thread_id)
     services = services_for(context)
     store = services.case_store
-    store.record_email(email)
-    store.open_case(email.email_id, thread_id=thread_id, sender=email.sender, customer_id=None,
-                    received_at=email.received_at)
-    store.set_outcome(email.email_id, route=None, reason_code=None, risk_flags=[],
-                      status="failed", status_reason=reason)
+    with store.atomic():
+        store.record_email(email)
+        store.open_case(email.email_id, thread_id=thread_id, sender=email.sender,
+                        customer_id=None, received_at=email.received_at)
+        store.set_outcome(email.email_id, route=None, reason_code=None, risk_flags=[],
+                          status="failed", status_reason=reason)
     services.audit.append("case.outcome", outcome="failure", reason=reason,
                           thread_id=thread_id, email_id=email.email_id, actor="system",
                           event_id=f"{thread_id}:failed")
-    return TriageResult(email_id=email.email_id, thread_id=thread_id, status="failed",
-                        error=reason)
 
 
 def write_stranded_audit_events(context: Context, thread_id: str) -> None:
@@ -331,14 +369,14 @@ def resume(
         if not snapshot.values:
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")
         email_id = str(snapshot.values["email"]["email_id"])
-        if not snapshot.interrupts:
+        if not snapshot.interrupts or _answered(graph.checkpointer.get_tuple(_config(thread_id))):
             raise NoPendingReview(f"{email_id} has no review waiting (already decided)")
         if answer.request_id is not None and answer.request_id not in {
                 pending.id for pending in snapshot.interrupts}:
             raise StaleReview(f"{email_id}: the review request {answer.request_id} was already "
                               "answered; show the current request before deciding")
         graph.invoke(Command(resume=answer.as_resume_value()), _config(thread_id),
-                     context=context)
+                     context=context, durability=DURABILITY)
         return _result(graph, thread_id, email_id)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -353,21 +354,52 @@ class CaseStore:
         self._busy_timeout = busy_timeout
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # One connection per thread, kept open: opening one per operation (and the WAL
+        # checkpoint on every close) cost more than the writes themselves.
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"CaseStore({str(self.path)!r})"
 
     # connection plumbing
 
-    @contextmanager
-    def _connection(self) -> Iterator[Database]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout)
+    def _database(self) -> Database:
+        """This thread's connection, opened again after a fork, a close() or when the file
+        was replaced (so nothing is ever written to a deleted file)."""
+        local = self._local
         try:
-            db = Database(conn, execute_plugins=False)
-            db.execute("PRAGMA foreign_keys = ON")
-            yield db
-        finally:
+            inode: int | None = self.path.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        db: Database | None = getattr(local, "db", None)
+        if db is not None and (local.pid, local.generation, local.inode) == (
+            os.getpid(), self._generation, inode
+        ):
+            return db
+        if inode is None or (db is not None and local.inode != inode):
+            self._schema_ready = False  # a new or replaced file needs its tables again
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, check_same_thread=False,
+                               isolation_level=None)
+        db = Database(conn, execute_plugins=False)
+        db.execute("PRAGMA foreign_keys = ON")
+        with self._connections_lock:
+            self._connections.append(conn)
+        local.db, local.pid, local.generation = db, os.getpid(), self._generation
+        local.inode = self.path.stat().st_ino
+        local.depth = 0
+        return db
+
+    def close(self) -> None:
+        """Close the store's connections; call it when no thread is using the store (a later
+        operation opens a new connection)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._generation += 1
+        for conn in connections:
             conn.close()
 
     def _retrying(self, operation: Callable[[], _T]) -> _T:
@@ -386,23 +418,45 @@ class CaseStore:
                 time.sleep(0.02 * (2**attempt) * (1 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every write inside the block one transaction: all of them or none.
+
+        A node that records a draft and the case's new status does both at once, with one
+        commit. Blocks nest; only the outermost one commits.
+        """
+        with self._begin(write=True):
+            yield
+
+    @contextmanager
+    def _begin(self, *, write: bool) -> Iterator[Database]:
+        db = self._database()
+        self._ensure_schema()  # after _database(), which notices a new or replaced file
+        local = self._local
+        if local.depth:  # inside atomic(): the outer block owns the transaction
+            local.depth += 1
+            try:
+                yield db
+            finally:
+                local.depth -= 1
+            return
+        # IMMEDIATE takes the write lock first, so a read-then-write (next draft version)
+        # cannot race, and waiting happens in the busy handler. Once it is held, nothing in
+        # the transaction waits for a lock again, so only the BEGIN is retried.
+        self._retrying(lambda: db.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+        local.depth = 1
+        try:
+            yield db
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.conn.rollback()
+            raise
+        finally:
+            local.depth = 0
+
     def _transaction(self, work: Callable[[Database], _T], *, write: bool) -> _T:
-        self._ensure_schema()
-
-        def once() -> _T:
-            with self._connection() as db:
-                # IMMEDIATE takes the write lock first, so a read-then-write (next draft
-                # version) cannot race, and waiting happens in the busy handler.
-                db.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = work(db)
-                    db.conn.execute("COMMIT")
-                except BaseException:
-                    db.rollback()
-                    raise
-                return result
-
-        return self._retrying(once)
+        with self._begin(write=write) as db:
+            return work(db)
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -413,33 +467,33 @@ class CaseStore:
                 self._schema_ready = True
 
     def _apply_migrations(self) -> list[int]:
-        with self._connection() as db:
-            db.enable_wal()
-            db.conn.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS migrations "
-                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        db = self._database()
+        db.enable_wal()
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in db.execute("SELECT version FROM migrations")}
+            newly_applied: list[int] = []
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if version in applied:
+                    continue
+                migration(db)
+                db.table("migrations").insert(
+                    {
+                        "version": version,
+                        "name": migration.__name__.lstrip("_"),
+                        "applied_at": to_utc_text(self._now()),
+                    }
                 )
-                applied = {row[0] for row in db.execute("SELECT version FROM migrations")}
-                newly_applied: list[int] = []
-                for version, migration in enumerate(MIGRATIONS, start=1):
-                    if version in applied:
-                        continue
-                    migration(db)
-                    db.table("migrations").insert(
-                        {
-                            "version": version,
-                            "name": migration.__name__.lstrip("_"),
-                            "applied_at": to_utc_text(self._now()),
-                        }
-                    )
-                    newly_applied.append(version)
-                db.conn.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
-            return newly_applied
+                newly_applied.append(version)
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+        return newly_applied
 
     def migrate(self) -> list[int]:
         """Bring the schema up to date; returns the versions applied now (empty if none)."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,6 +120,7 @@ class PostgresCaseStore(CaseStore):
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._conn: Any = None
+        self._atomic_depth = 0
 
     def __repr__(self) -> str:
         from tools.postgres_loader import redact_dsn
@@ -146,10 +148,33 @@ class PostgresCaseStore(CaseStore):
                 ) from None
         return self._conn
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every write inside the block one transaction (see ``CaseStore.atomic``)."""
+        self._ensure_schema()
+        with self._lock:  # other threads wait: the connection is in this block's transaction
+            if self._atomic_depth:
+                self._atomic_depth += 1
+                try:
+                    yield
+                finally:
+                    self._atomic_depth -= 1
+                return
+            connection = self._connection()
+            self._atomic_depth = 1
+            try:
+                with connection.transaction():
+                    yield
+            finally:
+                self._atomic_depth = 0
+
     def _transaction(self, work: Callable[[Any], _T], *, write: bool) -> _T:
         self._ensure_schema()
         psycopg = _psycopg()
         with self._lock:
+            if self._atomic_depth:  # inside atomic(): its transaction holds the writes
+                with self._conn.cursor() as cursor:
+                    return work(cursor)
             for attempt in range(2):
                 connection = self._connection()
                 try:

@@ -9,11 +9,14 @@ email's thread.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -73,16 +76,67 @@ def open_checkpointer(context: Context) -> Iterator[BaseCheckpointSaver[Any]]:
         with _postgres_saver(_state_dsn(context)) as saver:
             yield saver
         return
-    context.home.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        str(context.checkpoint_path), check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_SECONDS
-    )
+    with _sqlite_lock(context):
+        yield _sqlite_saver(context)
+
+
+@dataclass
+class _OpenSaver:
+    saver: SqliteSaver
+    pid: int
+    inode: int
+
+
+#: SQLite savers kept open, per checkpoint file: connecting, and the WAL checkpoint that
+#: closing the last connection runs, cost more than a whole run's checkpoint writes.
+_SQLITE_SAVERS: OrderedDict[str, _OpenSaver] = OrderedDict()
+#: Files whose savers stay open at once; the least recently used one beyond that is closed.
+MAX_OPEN_SQLITE_SAVERS = 8
+
+
+def _sqlite_saver(context: Context) -> SqliteSaver:
+    """The open saver of the context's checkpoint file (called with its lock held).
+
+    A saver is opened again in a forked child (SQLite connections must not cross a fork) and
+    when the file was deleted or replaced, so that nothing is written to an unlinked file.
+    """
+    path = context.checkpoint_path
+    key = str(path.resolve())
     try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        with _sqlite_lock(context):
-            yield SqliteSaver(connection)
-    finally:
-        connection.close()
+        inode: int | None = path.stat().st_ino
+    except FileNotFoundError:
+        inode = None
+    with _SQLITE_LOCKS_GUARD:
+        entry = _SQLITE_SAVERS.get(key)
+        if entry is not None and (entry.pid, entry.inode) == (os.getpid(), inode):
+            _SQLITE_SAVERS.move_to_end(key)
+            return entry.saver
+    if entry is not None and entry.pid == os.getpid():
+        entry.saver.conn.close()
+    context.home.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(str(path), check_same_thread=False,
+                                 timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+    connection.execute("PRAGMA journal_mode=WAL")
+    saver = SqliteSaver(connection)
+    saver.setup()
+    with _SQLITE_LOCKS_GUARD:
+        _SQLITE_SAVERS[key] = _OpenSaver(saver, os.getpid(), path.stat().st_ino)
+        _SQLITE_SAVERS.move_to_end(key)
+        idle = [name for name in _SQLITE_SAVERS
+                if name != key and not _locked_elsewhere(_SQLITE_LOCKS.get(name))]
+        for name in idle[: max(0, len(_SQLITE_SAVERS) - MAX_OPEN_SQLITE_SAVERS)]:
+            old = _SQLITE_SAVERS.pop(name)
+            if old.pid == os.getpid():
+                old.saver.conn.close()
+    return saver
+
+
+def _locked_elsewhere(lock: threading.RLock | None) -> bool:
+    """Whether a thread is using the saver of ``lock``'s file right now."""
+    if lock is None or not lock.acquire(blocking=False):
+        return lock is not None
+    lock.release()
+    return False
 
 
 @asynccontextmanager

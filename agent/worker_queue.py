@@ -311,24 +311,11 @@ def queue_for(context: Context, *, lease_seconds: float = DEFAULT_LEASE_SECONDS)
 
 def _record_given_up(context: Context, email: InboundEmail, reason: str) -> None:
     """One failed outcome for an email no worker could finish (idempotent)."""
-    from agent.api import write_stranded_audit_events
-    from graph.nodes import thread_id_for
+    from agent.api import record_failed_outcome
     from graph.services import services_for
 
-    services = services_for(context)
-    store = services.case_store
-    thread_id = thread_id_for(email.email_id)
-    if store.has_outcome(email.email_id):
-        return
-    write_stranded_audit_events(context, thread_id)
-    store.record_email(email)
-    store.open_case(email.email_id, thread_id=thread_id, sender=email.sender, customer_id=None,
-                    received_at=email.received_at)  # fmt: skip
-    store.set_outcome(email.email_id, route=None, reason_code=None, risk_flags=[],
-                      status="failed", status_reason=reason)  # fmt: skip
-    services.audit.append("case.outcome", outcome="failure", reason=reason,
-                          thread_id=thread_id, email_id=email.email_id, actor="system",
-                          event_id=f"{thread_id}:failed")  # fmt: skip
+    if not services_for(context).case_store.has_outcome(email.email_id):
+        record_failed_outcome(context, email, reason)
 
 
 def run_worker(

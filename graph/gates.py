@@ -11,7 +11,8 @@ thread and the tool call id.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
@@ -201,34 +202,43 @@ def audit_verdicts(
         )
 
 
-def investigation_environment(state: TriageState, runtime: Runtime[Context]) -> (
-    InvestigationEnvironment
-):
-    """The investigation tools' view of the world, scoped to the verified sender."""
+@contextmanager
+def investigation_environment(
+    state: TriageState, runtime: Runtime[Context]
+) -> Iterator[InvestigationEnvironment]:
+    """The investigation tools' view of the world, scoped to the verified sender.
+
+    One scoped session serves every approved call of the node (opened on the first query,
+    closed when the node ends): building the sender's scope is most of a query's cost.
+    """
     services = services_for(runtime.context)
     customer = customer_identity(state)
+    with ExitStack() as stack:
+        sessions: list[Any] = []
 
-    def run_query(sql: str) -> dict[str, Any]:
-        with services.business_db.session(customer) as session:
-            result = session.run_query(sql)
-        return result.model_dump(mode="json")
+        def session() -> Any:
+            if not sessions:
+                sessions.append(stack.enter_context(services.business_db.session(customer)))
+            return sessions[0]
 
-    def describe_schema() -> str:
-        with services.business_db.session(customer) as session:
-            return session.describe_schema().as_text()
+        def run_query(sql: str) -> dict[str, Any]:
+            return dict(session().run_query(sql).model_dump(mode="json"))
 
-    def search_policy(area: str | None, query: str | None, top_k: int) -> list[dict[str, Any]]:
-        from tools.policy_retrieval import default_policy_library
+        def describe_schema() -> str:
+            return str(session().describe_schema().as_text())
 
-        hits = default_policy_library().search(policy_area=area, query=query, top_k=top_k)
-        return [dict(hit.as_dict()) for hit in hits]
+        def search_policy(area: str | None, query: str | None, top_k: int) -> list[dict[str, Any]]:
+            from tools.policy_retrieval import default_policy_library
 
-    return InvestigationEnvironment(
-        business_date=services.business_date,
-        run_query=run_query,
-        describe_schema=describe_schema,
-        search_policy=search_policy,
-    )
+            hits = default_policy_library().search(policy_area=area, query=query, top_k=top_k)
+            return [dict(hit.as_dict()) for hit in hits]
+
+        yield InvestigationEnvironment(
+            business_date=services.business_date,
+            run_query=run_query,
+            describe_schema=describe_schema,
+            search_policy=search_policy,
+        )
 
 
 def customer_identity(state: TriageState) -> Any:
@@ -240,7 +250,19 @@ def customer_identity(state: TriageState) -> Any:
 
 def investigation_tools(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Run the investigation calls the gate approved; results go back to the model."""
-    env = investigation_environment(state, runtime)
+    with investigation_environment(state, runtime) as env:
+        messages, evidence = _run_approved_calls(state, runtime, env)
+    return {
+        "messages": messages,
+        "evidence": evidence,
+        "approved_calls": [],
+        "tool_calls": int(state.get("tool_calls", 0)) + len(state.get("approved_calls", [])),
+    }
+
+
+def _run_approved_calls(
+    state: TriageState, runtime: Runtime[Context], env: InvestigationEnvironment
+) -> tuple[list[ToolMessage], list[EvidenceRecord]]:
     messages: list[ToolMessage] = []
     evidence: list[EvidenceRecord] = []
     for call in state.get("approved_calls", []):
@@ -279,12 +301,7 @@ def investigation_tools(state: TriageState, runtime: Runtime[Context]) -> dict[s
                      "row_count": result.row_count, "duration_ms": elapsed_ms},
             event_id=f"{state.get('thread_id')}:tool:{call['id']}",
         )
-    return {
-        "messages": messages,
-        "evidence": evidence,
-        "approved_calls": [],
-        "tool_calls": int(state.get("tool_calls", 0)) + len(state.get("approved_calls", [])),
-    }
+    return messages, evidence
 
 
 def _digest(value: object) -> str:

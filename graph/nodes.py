@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from agent.context import Context
 from agent.emails import TRUNCATION_MARKER, InboundEmail
+from agent.outbox import OutboxMessage, write_outbox_message
 from graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
 from graph.audit_trail import record_event, write_pending
 from graph.decision import TriageDecision, enforce_decision
@@ -206,10 +207,11 @@ def ingest(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     thread_id = str(get_config().get("configurable", {}).get("thread_id")
                     or thread_id_for(email.email_id))
     store = services.case_store
-    store.record_email(email)
-    store.open_case(email.email_id, thread_id=thread_id, sender=email.sender,
-                    customer_id=customer["customer_id"] if customer else None,
-                    received_at=email.received_at)
+    with store.atomic():
+        store.record_email(email)
+        store.open_case(email.email_id, thread_id=thread_id, sender=email.sender,
+                        customer_id=customer["customer_id"] if customer else None,
+                        received_at=email.received_at)
     email_dict = email.model_dump(mode="json")
     _audit({"email": email_dict, "thread_id": thread_id}, runtime, "email.received", "ingest",
            details={"verified_customer": customer is not None, "flags": list(email.input_flags),
@@ -462,10 +464,15 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     report = outcome.report
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
     store = services_for(runtime.context).case_store
-    version = store.record_draft(
-        _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
-        problems=problems, policy_refs=list(outcome.reply.policy_refs),
-    )
+    with store.atomic():  # the draft and the case's new status are recorded together
+        version = store.record_draft(
+            _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
+            problems=problems, policy_refs=list(outcome.reply.policy_refs),
+        )
+        if report.valid:
+            store.set_outcome(_email_id(state), route="draft",
+                              reason_code=state["decision"]["reason_code"],
+                              risk_flags=_risk_names(state), status="awaiting_review")
     _audit(state, runtime, "tool.execution", f"tool:{call['id']}", tool_call_id=call["id"],
            outcome="success" if report.valid else "failure",
            details={"tool": DRAFT_CUSTOMER_EMAIL, "valid": report.valid,
@@ -477,9 +484,6 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         update["messages"] = [ToolMessage(content="Draft is valid and saved for review.",
                                           tool_call_id=call["id"], name=DRAFT_CUSTOMER_EMAIL)]
         update["draft_problems"] = []
-        decision = state["decision"]
-        store.set_outcome(_email_id(state), route="draft", reason_code=decision["reason_code"],
-                          risk_flags=_risk_names(state), status="awaiting_review")
     else:
         update["messages"] = [ToolMessage(content="Draft failed validation: " + "; ".join(problems),
                                           tool_call_id=call["id"], name=DRAFT_CUSTOMER_EMAIL,
@@ -557,11 +561,12 @@ def human_review(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
         from agent.case_store import edit_size
 
         size = edit_size(str(draft_record.get("body", "")), new_body)
-        version = store.record_draft(email_id, text=new_body, source="reviewer", valid=True,
-                                     problems=[], policy_refs=list(draft_record.get(
-                                         "policy_refs", [])))
-        store.record_review(review_id, email_id, decision="edit", reviewer=reviewer,
-                            edit_size=size)
+        with store.atomic():  # the edited version and the decision are one commit
+            version = store.record_draft(email_id, text=new_body, source="reviewer", valid=True,
+                                         problems=[], policy_refs=list(draft_record.get(
+                                             "policy_refs", [])))
+            store.record_review(review_id, email_id, decision="edit", reviewer=reviewer,
+                                edit_size=size)
         draft_record.update(body=new_body, version=version, source="reviewer")
         record["edit_size"] = size
         _audit(state, runtime, "review.decision", f"review:{review_index}", actor=reviewer,
@@ -725,6 +730,7 @@ def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     reviews = state.get("review_decisions") or []
     last_review = reviews[-1] if reviews else {}
     outbox_path: str | None = None
+    message: OutboxMessage | None = None
     if ticket is not None:
         status, route, queue = "escalated", "escalate", ticket.get("suggested_routing")
     elif last_review.get("type") == "reject":
@@ -732,19 +738,20 @@ def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     else:
         status, route, queue = "approved", "draft", None
         draft_record = state.get("draft") or {}
-        from agent.outbox import write_outbox_message
-
         message = write_outbox_message(
             runtime.context.outbox_path, email_id=_email_id(state),
             to=str(draft_record.get("to") or email["sender"]),
             subject=str(email.get("subject", "")), body=str(draft_record.get("body", "")),
             in_reply_to=email.get("message_id"),
         )
-        store.record_outbox(_email_id(state), path=message.path, message_id=message.message_id)
         outbox_path = str(message.path)
-    store.set_outcome(_email_id(state), route=route, reason_code=decision.get("reason_code"),
-                      risk_flags=_risk_names(state), status=status, queue=queue,
-                      status_reason=state.get("escalation_reason"))
+    with store.atomic():  # the reply's record and the outcome are one commit
+        if message is not None:
+            store.record_outbox(_email_id(state), path=message.path,
+                                message_id=message.message_id)
+        store.set_outcome(_email_id(state), route=route, reason_code=decision.get("reason_code"),
+                          risk_flags=_risk_names(state), status=status, queue=queue,
+                          status_reason=state.get("escalation_reason"))
     outcome = {
         "email_id": _email_id(state),
         "thread_id": state.get("thread_id"),

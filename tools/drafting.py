@@ -195,6 +195,8 @@ _INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
 def fold_text(text: str) -> str:
     """The text as a reader perceives it: compatibility forms, invisibles and accents removed,
     look-alike letters mapped to Latin. Letter case is kept."""
+    if text.isascii():  # nothing to fold, and most replies are plain ASCII
+        return text
     text = unicodedata.normalize("NFKC", text)
     text = "".join(
         ch

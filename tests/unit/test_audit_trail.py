@@ -115,7 +115,7 @@ def test_a_node_that_fails_writes_what_the_run_gathered_before_the_failure_is_re
     assert verify_audit_log(context.audit_path).ok
 
 
-def test_events_stranded_between_nodes_are_written_when_the_run_is_given_up(
+def test_events_stranded_between_nodes_are_written_when_the_run_is_recorded_as_failed(
     context: Context,
 ) -> None:
     email = _inbox_email("msg-001")

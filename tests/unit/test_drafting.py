@@ -497,3 +497,12 @@ def test_hostile_input_is_validated_quickly() -> None:
     report = check(hostile)
     assert not report.valid
     assert time.perf_counter() - started < 5
+
+
+def test_folding_leaves_every_ascii_character_alone_and_still_folds_look_alikes() -> None:
+    from tools.drafting import fold_text
+
+    ascii_text = "".join(chr(code) for code in range(128))
+    assert fold_text(ascii_text) == ascii_text
+    # one non-ASCII character anywhere sends the whole text through the full folding
+    assert fold_text("call 555\u200b-0100 or ℂall") == "call 555-0100 or Call"

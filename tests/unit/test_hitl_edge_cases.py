@@ -376,6 +376,43 @@ def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandb
     assert (counts["reviews"], counts["outbox"], counts["outbox_files"]) == (1, 1, 1)
 
 
+def test_a_resume_killed_before_its_checkpoint_was_saved_keeps_the_decision(
+    box: Sandbox,
+) -> None:
+    context = box.context()
+    first = triage_email(RENTAL_QUESTION.fields("lost-checkpoint"), context=context)
+    # The reviewer's step is done and its writes are saved, but the process dies while the
+    # checkpoint after it is being written: the thread then has no next step on record.
+    died = _python(
+        f"""
+        import os, signal
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from agent.api import ReviewDecision, resume
+
+        real_put = SqliteSaver.put
+
+        def put(self, config, checkpoint, metadata, new_versions):
+            if checkpoint["channel_values"].get("review_outcome") == "approved":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_put(self, config, checkpoint, metadata, new_versions)
+
+        SqliteSaver.put = put
+        resume("lost-checkpoint", ReviewDecision(type="approve",
+                                                 request_id={first.review_request_id!r}))
+    """,
+        context,
+    )
+    assert died.returncode == -9, died.stderr
+    # The decision was taken: it cannot be taken again, and the run finishes where it stopped.
+    with pytest.raises(NoPendingReview):
+        resume("lost-checkpoint", ReviewDecision(type="reject", message="no"), context=context)
+    finished = triage_email(RENTAL_QUESTION.fields("lost-checkpoint"), context=context)
+    assert finished.status == "approved"
+    counts = _counts(context, "lost-checkpoint")
+    assert (counts["reviews"], counts["outbox"], counts["outbox_files"]) == (1, 1, 1)
+    assert _audit_actions(context, "lost-checkpoint").count("review.decision") == 1
+
+
 def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sandbox) -> None:
     context = box.context()
     first = triage_email(RENTAL_QUESTION.fields("killed-resuming"), context=context)
