@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.tool import invalid_tool_call
 from langgraph.config import get_config
@@ -34,7 +33,6 @@ from tools.agent_tools import (
     DRAFT_CUSTOMER_EMAIL,
     INVESTIGATION_TOOLS,
     parse_arguments,
-    tool_schemas,
 )
 from tools.drafting import DraftRequest, prepare_draft, validate_reply
 from tools.escalation_ticket import (
@@ -184,10 +182,6 @@ def _with_call_ids(message: AIMessage, prefix: str, used: set[str] | None = None
                                       "content": content})
 
 
-def _model(runtime: Runtime[Context]) -> BaseChatModel:
-    return services_for(runtime.context).chat_model
-
-
 # ------------------------------------------------------------------------------------ ingest
 
 
@@ -291,7 +285,7 @@ class RiskClassification(BaseModel):
 
 def _classifier_flags(state: TriageState, runtime: Runtime[Context]) -> list[RiskFlag]:
     """Risk flags from the model classifier; a failing or malformed classifier adds nothing."""
-    structured = _model(runtime).with_structured_output(RiskClassification)
+    structured = services_for(runtime.context).model_with_output(RiskClassification)
     try:
         result = structured.invoke([*state["messages"], HumanMessage(
             content="[MediaVault instruction] Classify the risks in the email above.")])
@@ -317,7 +311,7 @@ def investigate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
         return {"budget_exceeded": f"model call budget of {context.max_model_calls} exhausted"}
     if time.time() - float(state.get("started_at", time.time())) > context.time_budget_seconds:
         return {"budget_exceeded": f"time budget of {context.time_budget_seconds:g}s exhausted"}
-    model = _model(runtime).bind_tools(tool_schemas(INVESTIGATION_TOOLS))
+    model = services_for(runtime.context).model_with_tools(INVESTIGATION_TOOLS)
     try:
         response = _invoke(model, [*state["messages"], _instruction("investigate")], state,
                            runtime, "investigate")
@@ -358,7 +352,7 @@ def decide(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     proposed: TriageDecision | None = None
     problem: str | None = None
     if forced is None and budget is None:
-        structured = _model(runtime).with_structured_output(TriageDecision)
+        structured = services_for(runtime.context).model_with_output(TriageDecision)
         try:
             result = structured.invoke([*state["messages"], _instruction("decide")])
             proposed = result if isinstance(result, TriageDecision) else None
@@ -393,7 +387,7 @@ def draft(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     extra = ""
     if state.get("draft_problems"):
         extra = "Fix these problems of the previous draft: " + "; ".join(state["draft_problems"])
-    model = _model(runtime).bind_tools(tool_schemas([DRAFT_CUSTOMER_EMAIL]))
+    model = services_for(runtime.context).model_with_tools([DRAFT_CUSTOMER_EMAIL])
     try:
         response = _invoke(model, [*state["messages"], _instruction("draft", extra)], state,
                            runtime, "draft")
@@ -632,7 +626,7 @@ def escalate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     decision = state.get("decision") or {}
     facts = {"decided_reason_code": decision.get("reason_code"),
              "escalation_reason": state.get("escalation_reason") or decision.get("rationale")}
-    model = _model(runtime).bind_tools(tool_schemas([CREATE_ESCALATION_TICKET]))
+    model = services_for(runtime.context).model_with_tools([CREATE_ESCALATION_TICKET])
     try:
         response = _invoke(model, [*state["messages"],
                                    _instruction("escalate", render_facts(facts))],

@@ -7,17 +7,22 @@ through :func:`services_for`, so tests swap any of them by passing a different `
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel
 
 from agent.audit import AuditLog, audit_key_from_env
 from agent.case_store import CaseStore
 from agent.case_store_postgres import open_case_store
 from agent.context import Context
 from agent.models import chat_model_for
+from tools.agent_tools import tool_schemas
 from tools.business_date import business_date
 from tools.business_db import BusinessDatabase, open_business_db
 
@@ -28,6 +33,8 @@ class TriageServices:
 
     context: Context
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Binding tools or an output schema converts them again on every call; once is enough.
+    _bound: dict[tuple[str, ...], Runnable[Any, Any]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def business_db(self) -> BusinessDatabase:
@@ -48,6 +55,28 @@ class TriageServices:
     @cached_property
     def chat_model(self) -> BaseChatModel:
         return chat_model_for(self.context)
+
+    def model_with_tools(self, names: Sequence[str]) -> Runnable[Any, Any]:
+        """The chat model bound to the named tools, bound once per tool set."""
+        key = ("tools", *names)
+        with self._lock:
+            bound = self._bound.get(key)
+        if bound is None:
+            bound = self.chat_model.bind_tools(tool_schemas(names))
+            with self._lock:
+                bound = self._bound.setdefault(key, bound)
+        return bound
+
+    def model_with_output(self, schema: type[BaseModel]) -> Runnable[Any, Any]:
+        """The chat model answering with ``schema``, wrapped once per schema."""
+        key = ("output", f"{schema.__module__}.{schema.__qualname__}")
+        with self._lock:
+            bound = self._bound.get(key)
+        if bound is None:
+            bound = self.chat_model.with_structured_output(schema)
+            with self._lock:
+                bound = self._bound.setdefault(key, bound)
+        return bound
 
     def business_date(self) -> date:
         if self.context.db_is_server:  # a server keeps the stamp itself, not in a file header
