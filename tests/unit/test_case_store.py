@@ -571,3 +571,71 @@ def test_a_lock_that_never_clears_gives_a_clear_error(
     impatient = CaseStore(store.path, busy_timeout=0.01)
     with pytest.raises(CaseStoreBusyError, match="stayed busy through 2 retries"):
         impatient.record_email(make_email())
+
+
+# ---------------------------------------------------------------- grouped writes, kept connections
+
+
+def test_writes_in_an_atomic_block_land_together_or_not_at_all(store: CaseStore) -> None:
+    email = make_email("atomic-1")
+    with pytest.raises(RuntimeError, match="disk pulled"), store.atomic():
+        open_case(store, email)
+        store.record_draft(email.email_id, text="Hello", source="model", valid=True,
+                           problems=[], policy_refs=[])
+        raise RuntimeError("disk pulled")
+    assert store.get_case(email.email_id) is None
+    assert row_counts(store.path)["drafts"] == 0
+
+    with store.atomic():
+        open_case(store, email)
+        with store.atomic():  # nested blocks join the outer transaction
+            version = store.record_draft(email.email_id, text="Hello", source="model",
+                                         valid=True, problems=[], policy_refs=[])
+        store.set_outcome(email.email_id, route="draft", reason_code="rental_status",
+                          risk_flags=[], status="awaiting_review")
+    case = store.get_case(email.email_id)
+    assert case is not None and case.status == "awaiting_review" and version == 1
+
+
+def test_another_connection_waits_for_an_atomic_block_and_sees_all_of_it(
+    store: CaseStore,
+) -> None:
+    email = make_email("atomic-2")
+    open_case(store, email)
+    seen: list[dict[str, int]] = []
+    inside = threading.Event()
+
+    def reader() -> None:
+        inside.wait(5)
+        seen.append(row_counts(store.path))  # a reader never sees half of the block
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    with store.atomic():
+        store.record_draft(email.email_id, text="Hello", source="model", valid=True,
+                           problems=[], policy_refs=[])
+        inside.set()
+        thread.join(0.2)
+        store.set_outcome(email.email_id, route="draft", reason_code="rental_status",
+                          risk_flags=[], status="awaiting_review")
+    thread.join(5)
+    assert seen and seen[0]["drafts"] == 0
+
+
+def test_a_store_whose_file_was_deleted_recreates_it_instead_of_writing_to_the_old_one(
+    store: CaseStore,
+) -> None:
+    open_case(store, make_email("before"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    open_case(store, make_email("after"))
+    assert store.path.exists()
+    assert row_counts(store.path)["cases"] == 1
+    assert store.get_case("after") is not None
+
+
+def test_close_releases_the_connections_and_the_store_still_works(store: CaseStore) -> None:
+    open_case(store, make_email("c-1"))
+    store.close()
+    open_case(store, make_email("c-2"))
+    assert row_counts(store.path)["cases"] == 2

@@ -155,3 +155,40 @@ def test_a_batch_killed_with_sigkill_and_run_again_leaves_one_outcome_per_email(
     assert tickets[0] == tickets[1]
     escalated = _query(cases, "SELECT count(*) FROM cases WHERE status = 'escalated'")[0][0]
     assert tickets[0] == escalated
+
+
+def test_checkpoints_go_to_a_replaced_checkpoint_file_not_to_the_deleted_one(
+    demo_db_path: Path, mediavault_home: Path
+) -> None:
+    # The saver stays open between calls; an operator who moves the file aside must not have
+    # the next emails' checkpoints vanish into the unlinked file.
+    context = Context(home=mediavault_home, db=str(demo_db_path), review="none")
+    emails = read_inbox_csv(INBOX).emails
+    triage_email(emails[0], context=context)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{context.checkpoint_path}{suffix}").unlink(missing_ok=True)
+    second = triage_email(emails[1], context=context)
+    threads = {row[0] for row in _query(context.checkpoint_path,
+                                        "SELECT DISTINCT thread_id FROM checkpoints")}
+    assert threads == {second.thread_id}
+
+
+def test_a_forked_child_opens_its_own_checkpoint_connection(
+    demo_db_path: Path, mediavault_home: Path
+) -> None:
+    context = Context(home=mediavault_home, db=str(demo_db_path), review="none")
+    emails = read_inbox_csv(INBOX).emails
+    triage_email(emails[0], context=context)  # the parent's saver is now open
+    pid = os.fork()
+    if pid == 0:  # the child: a SQLite connection must not be used across a fork
+        code = 0
+        try:
+            code = 0 if triage_email(emails[1], context=context).status == "approved" else 3
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert triage_email(emails[2], context=context).status in {"approved", "escalated"}
+    assert len(_query(context.checkpoint_path,
+                      "SELECT DISTINCT thread_id FROM checkpoints")) == 3
