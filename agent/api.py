@@ -223,8 +223,8 @@ def triage_email(
         try:
             if snapshot.values:
                 # A run that died midway continues from its last checkpoint. Its `next` may be
-                # empty: a step's writes are saved before the checkpoint that follows them
-                # (written in the background), and a crash in between leaves only the writes.
+                # empty: a step's writes are saved before the checkpoint that follows them, and
+                # a crash in between leaves only the writes, which the run then applies.
                 graph.invoke(None, config, context=context, durability=DURABILITY)
             else:
                 graph.invoke({"email": inbound.model_dump(mode="json")}, config, context=context,
@@ -322,8 +322,8 @@ def write_stranded_audit_events(context: Context, thread_id: str) -> None:
     try:
         with _compiled_graph(context) as graph:
             values = graph.get_state(_config(thread_id)).values or {}
-    except Exception:
-        return
+    except Exception:  # the checkpoint store itself failed: there is nothing to read back,
+        return  # and the failure being recorded must not be lost to a second one
     write_events(context, values.get("audit_pending") or [])
 
 

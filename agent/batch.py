@@ -2,11 +2,11 @@
 
 The graph's nodes are synchronous. Under ``ainvoke`` LangGraph runs each of them on the event
 loop's default executor, so while one email waits for its model another email's node runs. The
-shared services stay consistent across those threads: the SQLite case store opens a connection
-per operation and takes the write lock up front (the Postgres one serialises its connection
-under a lock), the audit log appends under a thread lock and a file lock, the business database
-opens a read-only connection per session, and the one checkpoint connection is serialised by
-the saver itself. Every email still ends in exactly one
+shared services stay consistent across those threads: the SQLite case store keeps a connection
+per thread and takes the write lock up front (the Postgres one serialises its connection under
+a lock), the audit log appends under a thread lock and a file lock, the business database opens
+a read-only connection per session, and the one checkpoint connection is serialised by the
+saver itself. Every email still ends in exactly one
 outcome; an email whose run breaks is recorded as failed and the batch goes on.
 """
 

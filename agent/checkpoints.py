@@ -123,7 +123,7 @@ def _sqlite_saver(context: Context) -> SqliteSaver:
         _SQLITE_SAVERS[key] = _OpenSaver(saver, os.getpid(), path.stat().st_ino)
         _SQLITE_SAVERS.move_to_end(key)
         idle = [name for name in _SQLITE_SAVERS
-                if name != key and not _locked_elsewhere(_SQLITE_LOCKS.get(name))]
+                if name != key and not _in_use(_SQLITE_LOCKS.get(name))]
         for name in idle[: max(0, len(_SQLITE_SAVERS) - MAX_OPEN_SQLITE_SAVERS)]:
             old = _SQLITE_SAVERS.pop(name)
             if old.pid == os.getpid():
@@ -131,10 +131,12 @@ def _sqlite_saver(context: Context) -> SqliteSaver:
     return saver
 
 
-def _locked_elsewhere(lock: threading.RLock | None) -> bool:
+def _in_use(lock: threading.RLock | None) -> bool:
     """Whether a thread is using the saver of ``lock``'s file right now."""
-    if lock is None or not lock.acquire(blocking=False):
-        return lock is not None
+    if lock is None:
+        return False
+    if not lock.acquire(blocking=False):
+        return True
     lock.release()
     return False
 

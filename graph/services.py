@@ -21,7 +21,7 @@ from agent.audit import AuditLog, audit_key_from_env
 from agent.case_store import CaseStore
 from agent.case_store_postgres import open_case_store
 from agent.context import Context
-from agent.models import chat_model_for
+from agent.models import chat_model_for, structured_output
 from tools.agent_tools import tool_schemas
 from tools.business_date import business_date
 from tools.business_db import BusinessDatabase, open_business_db
@@ -73,7 +73,7 @@ class TriageServices:
         with self._lock:
             bound = self._bound.get(key)
         if bound is None:
-            bound = self.chat_model.with_structured_output(schema)
+            bound = structured_output(self.chat_model, schema)
             with self._lock:
                 bound = self._bound.setdefault(key, bound)
         return bound

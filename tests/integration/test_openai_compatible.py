@@ -134,6 +134,13 @@ def test_the_sample_inbox_triages_through_an_openai_compatible_server_as_in_proc
     assert stub.requests and stub.protocol_errors == []
     assert {r.model for r in stub.requests} == {MODEL_NAME}
     assert {r.phase for r in stub.requests} >= {"investigate", "decide", "draft", "escalate"}
+    # The decision comes back as a forced tool call, which every tool-calling server supports,
+    # never as a response format that many OpenAI-compatible servers lack.
+    for decide in stub.requests_in("decide"):
+        assert decide.tool_names == ["TriageDecision"]
+        assert "response_format" not in decide.body
+        assert decide.body.get("tool_choice", {}).get("function", {}).get("name") == (
+            "TriageDecision")
     # No API key is needed for a local server; the client still sends a placeholder.
     assert {r.headers.get("authorization") for r in stub.requests} == {"Bearer not-needed"}
     statuses = CaseStore(context.cases_path).count_by_status()
