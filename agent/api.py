@@ -253,6 +253,18 @@ async def atriage_email(
         return await atriage_on(graph, inbound, context)
 
 
+def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
+    """The outcome (or pending review) already recorded for ``email``, or None."""
+    thread_id = thread_id_for(email.email_id)
+    config = _config(thread_id)
+    with _compiled_graph(context) as graph:
+        snapshot = graph.get_state(config)
+        saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
+        if not _is_recorded(snapshot, saved):
+            return None
+        return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+
+
 async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
     thread_id = thread_id_for(email.email_id)

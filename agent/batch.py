@@ -13,8 +13,12 @@ outcome; an email whose run breaks is recorded as failed and the batch goes on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -24,10 +28,11 @@ from agent.api import (
     async_compiled_graph,
     atriage_on,
     coerce_email,
+    recorded_outcome,
     recorded_result,
     resolve_context,
 )
-from agent.context import Context
+from agent.context import ConfigurationError, Context
 from agent.emails import InboundEmail
 from graph.services import services_for
 
@@ -35,6 +40,8 @@ from graph.services import services_for
 MAX_CONCURRENCY = 64
 #: Worker threads beyond the concurrency, for LangGraph's own bookkeeping in the executor.
 SPARE_THREADS = 4
+#: The most worker processes one batch starts.
+MAX_PROCESSES = 16
 
 ResultCallback = Callable[[TriageResult], None]
 
@@ -127,11 +134,23 @@ def run_triage_batch(
     concurrency: int = 4,
     limit: int | None = None,
     on_result: ResultCallback | None = None,
+    processes: int = 1,
 ) -> list[TriageResult]:
     """:func:`triage_batch` from synchronous code, on a new event loop whose executor has a
-    thread for every run in flight."""
+    thread for every run in flight.
+
+    ``processes`` above 1 spreads the runs over that many worker processes (each with its
+    share of ``concurrency``): the graph's own work is CPU-bound under the interpreter lock,
+    so one process cannot keep more than one core busy. See :func:`_run_in_processes`.
+    """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}")
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise ValueError(f"processes must be between 1 and {MAX_PROCESSES}, not {processes}")
+    if min(processes, concurrency) > 1:  # each process runs at least one email at a time
+        return _run_in_processes(list(emails), resolve_context(context, model),
+                                 concurrency=concurrency, processes=min(processes, concurrency),
+                                 limit=limit, on_result=on_result)
 
     async def main() -> list[TriageResult]:
         executor = ThreadPoolExecutor(max_workers=concurrency + SPARE_THREADS,
@@ -141,3 +160,124 @@ def run_triage_batch(
                                   concurrency=concurrency, limit=limit, on_result=on_result)
 
     return asyncio.run(main())
+
+
+# ----------------------------------------------------------------------- several processes
+
+
+def _run_in_processes(
+    emails: list[InboundEmail | Mapping[str, Any]],
+    context: Context,
+    *,
+    concurrency: int,
+    processes: int,
+    limit: int | None,
+    on_result: ResultCallback | None,
+    worker: Callable[[list[InboundEmail], Context, int], list[TriageResult]] | None = None,
+) -> list[TriageResult]:
+    """The batch spread over worker processes, with the same results as in one process.
+
+    This process decides what runs, exactly as :func:`triage_batch` does (recorded emails come
+    back as they are, ``limit`` counts new runs, a repeated id runs once), then hands the new
+    runs to the workers, split by email id. The workers share the files in the context's home
+    (SQLite and the audit log take turns between processes). Results reach ``on_result`` here
+    as each one is known. If a worker dies, its unfinished emails are triaged again in this
+    process: triage is idempotent, so whatever the worker finished is returned as recorded.
+    """
+    if context.chat_model is not None:
+        raise ConfigurationError(
+            "a chat model object cannot be shared with worker processes; pass its name "
+            "(e.g. openai:<model>) or use processes=1")
+    report = on_result or (lambda result: None)
+    planned: list[TriageResult | str] = []  # a recorded result, or the id of a new run
+    new_runs: dict[str, InboundEmail] = {}
+    for item in emails:
+        inbound = coerce_email(item)
+        if inbound.email_id in new_runs:
+            planned.append(inbound.email_id)
+            continue
+        recorded = recorded_outcome(inbound, context)
+        if recorded is not None:
+            report(recorded)
+            planned.append(recorded)
+            continue
+        if limit is not None and len(new_runs) >= limit:
+            break
+        new_runs[inbound.email_id] = inbound
+        planned.append(inbound.email_id)
+    results = _results_from_workers(list(new_runs.values()), context, concurrency=concurrency,
+                                    processes=processes, report=report,
+                                    worker=worker or _worker_batch)
+    ordered: list[TriageResult] = []
+    seen: set[str] = set()
+    for entry in planned:
+        if isinstance(entry, TriageResult):
+            ordered.append(entry)
+        elif entry in seen:  # a repeated id: the first run's result, marked as recorded
+            repeat = results[entry].model_copy(update={"already_recorded": True})
+            report(repeat)
+            ordered.append(repeat)
+        else:
+            seen.add(entry)
+            ordered.append(results[entry])
+    return ordered
+
+
+def _results_from_workers(
+    emails: list[InboundEmail], context: Context, *, concurrency: int, processes: int,
+    report: ResultCallback,
+    worker: Callable[[list[InboundEmail], Context, int], list[TriageResult]],
+) -> dict[str, TriageResult]:
+    if not emails:
+        return {}
+    shares: list[list[InboundEmail]] = [[] for _ in range(min(processes, len(emails)))]
+    for email in emails:  # by id, so that an email always goes to the same worker
+        digest = hashlib.sha256(email.email_id.encode()).digest()
+        shares[int.from_bytes(digest[:4], "big") % len(shares)].append(email)
+    per_process = max(1, concurrency // len(shares))
+    spawn = multiprocessing.get_context("spawn")  # no fork: SQLite must not cross a fork
+    progress = spawn.Queue()
+    results: dict[str, TriageResult] = {}
+    unfinished: list[list[InboundEmail]] = []
+    relay = threading.Thread(target=_relay, args=(progress, report), daemon=True)
+    relay.start()
+    try:
+        with ProcessPoolExecutor(max_workers=len(shares), mp_context=spawn,
+                                 initializer=_start_worker, initargs=(progress,)) as pool:
+            futures = {pool.submit(worker, share, context, per_process): share
+                       for share in shares if share}
+            for future, share in futures.items():
+                try:
+                    results.update((r.email_id, r) for r in future.result())
+                except BrokenProcessPool:
+                    unfinished.append(share)
+    finally:
+        progress.put(None)
+        relay.join()
+    for share in unfinished:  # a worker died: finish its emails here (idempotent)
+        for result in run_triage_batch(share, context=context, concurrency=per_process,
+                                       on_result=report):
+            results[result.email_id] = result
+    return results
+
+
+_WORKER_PROGRESS: Any = None
+
+
+def _start_worker(progress: Any) -> None:
+    global _WORKER_PROGRESS
+    _WORKER_PROGRESS = progress
+
+
+def _worker_batch(
+    emails: list[InboundEmail], context: Context, concurrency: int
+) -> list[TriageResult]:
+    """One worker process's share of the batch."""
+    return run_triage_batch(emails, context=context, concurrency=concurrency,
+                            on_result=_WORKER_PROGRESS.put)
+
+
+def _relay(progress: Any, report: ResultCallback) -> None:
+    # Results the workers announce, handed to the caller's callback in this process.
+    while (result := progress.get()) is not None:
+        report(result)

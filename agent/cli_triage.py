@@ -152,6 +152,7 @@ def triage_inbox(
     *,
     limit: int | None = None,
     concurrency: int = 1,
+    processes: int = 1,
     read_options: ReadOptions | None = None,
     as_json: bool = False,
 ) -> int:
@@ -185,7 +186,8 @@ def triage_inbox(
             # Results arrive in completion order; the batch returns them in input order.
             if emails:  # with nothing readable, not even the checkpoint file is created
                 tally.results = run_triage_batch(emails, context=context, limit=limit,
-                                                 concurrency=concurrency, on_result=on_result)
+                                                 concurrency=concurrency, processes=processes,
+                                                 on_result=on_result)
     except KeyboardInterrupt:
         raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
                     "again to continue where it stopped", 130) from None
@@ -339,6 +341,11 @@ def triage_command(
         typer.Option("--concurrency", min=1, max=64,
                      help="Emails triaged at once; model calls overlap (for hosted models)."),
     ] = 1,
+    processes: Annotated[
+        int,
+        typer.Option("--processes", min=1, max=16,
+                     help="Worker processes sharing the concurrency (use the machine's cores)."),
+    ] = 1,
     trust_csv_senders: Annotated[
         bool,
         typer.Option("--trust-csv-senders/--no-trust-csv-senders",
@@ -368,4 +375,4 @@ def triage_command(
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
                           authserv_ids=tuple(authserv_id or ()))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
-                                  read_options=options, as_json=as_json))
+                                  processes=processes, read_options=options, as_json=as_json))

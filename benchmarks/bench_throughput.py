@@ -8,7 +8,12 @@ concurrency, with SQLite checkpoints, against the stub via ``MEDIAVAULT_MODEL=op
 The ideal is what the model's latency alone allows: concurrency / (model calls per email x
 latency). The target at concurrency 32 is at least 80% of it.
 
+With ``--processes`` the same concurrency is also run spread over that many worker processes
+(``run_triage_batch(processes=...)``): the graph's own work is CPU-bound, and one process keeps
+at most one core busy.
+
     python benchmarks/bench_throughput.py [--emails 200] [--latency 0.2] [--concurrency 1 32]
+                                          [--processes 1 2]
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
     inbox = read_inbox_csv(INBOX).emails
@@ -78,21 +84,23 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "demo.sqlite"
             build_demo_database(db, seed=42, as_of=date(2026, 3, 2))
-            for concurrency in args.concurrency:
+            runs = [(c, p) for c in args.concurrency for p in args.processes if p <= c]
+            for concurrency, processes in runs:
                 # A fresh home per run: its own checkpoint file, case store and audit log.
-                context = Context(home=Path(tmp) / f"home-c{concurrency}", db=str(db),
-                                  model="openai:stub-model")
+                context = Context(home=Path(tmp) / f"home-c{concurrency}-p{processes}",
+                                  db=str(db), model="openai:stub-model")
                 run_triage_batch(batch(inbox, 1, "warmup"), context=context)
                 emails = batch(inbox, args.emails, f"c{concurrency}")
                 calls_before = stub_requests(base_url)
                 started = time.perf_counter()
-                results = run_triage_batch(emails, context=context, concurrency=concurrency)
+                results = run_triage_batch(emails, context=context, concurrency=concurrency,
+                                           processes=processes)
                 elapsed = time.perf_counter() - started
                 calls = (stub_requests(base_url) - calls_before) / len(emails)
                 rate = len(emails) / elapsed
                 ideal = concurrency / (calls * args.latency)
                 statuses = Counter(result.status for result in results)
-                rows.append((concurrency, rate, ideal, calls, elapsed, statuses))
+                rows.append((concurrency, processes, rate, ideal, calls, elapsed, statuses))
     finally:
         if stub.stdin is not None:
             stub.stdin.close()  # the stub stops when its stdin closes
@@ -100,16 +108,16 @@ def main() -> None:
 
     print(f"{args.emails} emails per run, {args.latency * 1000:.0f} ms per model call, "
           "SQLite checkpoints")
-    print(f"{'concurrency':>11}  {'emails/s':>8}  {'ideal':>7}  {'of ideal':>8}  "
-          f"{'calls/email':>11}  {'seconds':>7}  outcomes")
-    for concurrency, rate, ideal, calls, elapsed, statuses in rows:
+    print(f"{'concurrency':>11}  {'processes':>9}  {'emails/s':>8}  {'ideal':>7}  "
+          f"{'of ideal':>8}  {'calls/email':>11}  {'seconds':>7}  outcomes")
+    for concurrency, processes, rate, ideal, calls, elapsed, statuses in rows:
         outcomes = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-        print(f"{concurrency:>11}  {rate:>8.2f}  {ideal:>7.2f}  {rate / ideal:>8.0%}  "
-              f"{calls:>11.2f}  {elapsed:>7.1f}  {outcomes}")
-    top = max(rows, key=lambda row: row[0])
-    verdict = "meets" if top[1] / top[2] >= TARGET else "misses"
-    print(f"concurrency {top[0]}: {top[1] / top[2]:.0%} of ideal, {verdict} the "
-          f"{TARGET:.0%} target")
+        print(f"{concurrency:>11}  {processes:>9}  {rate:>8.2f}  {ideal:>7.2f}  "
+              f"{rate / ideal:>8.0%}  {calls:>11.2f}  {elapsed:>7.1f}  {outcomes}")
+    top = max(rows, key=lambda row: (row[0], row[2] / row[3]))
+    verdict = "meets" if top[2] / top[3] >= TARGET else "misses"
+    print(f"concurrency {top[0]} (best with {top[1]} process(es)): {top[2] / top[3]:.0%} of "
+          f"ideal, {verdict} the {TARGET:.0%} target")
 
 
 if __name__ == "__main__":
