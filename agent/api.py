@@ -171,6 +171,26 @@ def _answered(saved: Any) -> bool:
     return bool(saved and any(w[1] == _RESUME_CHANNEL for w in saved.pending_writes or ()))
 
 
+def _recorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+    """The recorded result of a thread (None when a run is still to do) and its snapshot."""
+    config = _config(thread_id)
+    snapshot = graph.get_state(config)
+    saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
+    if not _is_recorded(snapshot, saved):
+        return None, snapshot
+    return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
+
+
+async def _arecorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+    """The asyncio twin of :func:`_recorded`."""
+    config = _config(thread_id)
+    snapshot = await graph.aget_state(config)
+    saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
+    if not _is_recorded(snapshot, saved):
+        return None, snapshot
+    return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
+
+
 def _result_from(
     snapshot: Any, thread_id: str, email_id: str, *, recorded: bool = False
 ) -> TriageResult:
@@ -216,10 +236,9 @@ def triage_email(
     thread_id = thread_id_for(inbound.email_id)
     config = _config(thread_id)
     with _compiled_graph(context) as graph:
-        snapshot = graph.get_state(config)
-        saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
-        if _is_recorded(snapshot, saved):
-            return _result_from(snapshot, thread_id, inbound.email_id, recorded=True)
+        recorded, snapshot = _recorded(graph, thread_id, inbound.email_id)
+        if recorded is not None:
+            return recorded
         try:
             if snapshot.values:
                 # A run that died midway continues from its last checkpoint. Its `next` may be
@@ -255,35 +274,22 @@ async def atriage_email(
 
 def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
-    thread_id = thread_id_for(email.email_id)
-    config = _config(thread_id)
     with _compiled_graph(context) as graph:
-        snapshot = graph.get_state(config)
-        saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
-        if not _is_recorded(snapshot, saved):
-            return None
-        return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+        return _recorded(graph, thread_id_for(email.email_id), email.email_id)[0]
 
 
 async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
-    thread_id = thread_id_for(email.email_id)
-    config = _config(thread_id)
-    snapshot = await graph.aget_state(config)
-    saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
-    if not _is_recorded(snapshot, saved):
-        return None
-    return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+    return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id))[0]
 
 
 async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> TriageResult:
     """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch)."""
     thread_id = thread_id_for(email.email_id)
     config = _config(thread_id)
-    snapshot = await graph.aget_state(config)
-    saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
-    if _is_recorded(snapshot, saved):
-        return _result_from(snapshot, thread_id, email.email_id, recorded=True)
+    recorded, snapshot = await _arecorded(graph, thread_id, email.email_id)
+    if recorded is not None:
+        return recorded
     try:
         if snapshot.values:  # a run that died midway: continue from its last checkpoint
             await graph.ainvoke(None, config, context=context, durability=DURABILITY)
