@@ -30,7 +30,11 @@ test: $(DEV_INSTALLED) browser lint typecheck unit
 lint: $(DEV_INSTALLED)
 	$(VENV)/bin/ruff check .
 
+# mypy follows folders, not setup.py's mapping: link the layers under .typecheck/mediavault.
 typecheck: $(DEV_INSTALLED)
+	rm -rf .typecheck && mkdir -p .typecheck/mediavault
+	for path in mediavault/*.py agent graph tools evals policies skills; do \
+		ln -s "$(CURDIR)/$$path" .typecheck/mediavault/; done
 	$(VENV)/bin/mypy
 
 unit: $(DEV_INSTALLED)
@@ -41,7 +45,7 @@ bench: $(DEV_INSTALLED)
 
 ## diagram: regenerate the README's mermaid diagram from the graph
 diagram: $(INSTALLED)
-	$(PY) -m graph.builder README.md
+	$(PY) -m mediavault.graph.builder README.md
 
 ## browser: Debian's chromium for the review console's browser test (installed as root if missing)
 browser:
@@ -51,4 +55,4 @@ browser:
 	else echo "note: $(CHROMIUM) is missing; install Debian's chromium package as root" >&2; fi
 
 clean:
-	rm -rf .mediavault .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf .mediavault .typecheck .pytest_cache .mypy_cache .ruff_cache build *.egg-info

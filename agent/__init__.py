@@ -1,6 +1,6 @@
 """MediaVault support agent: the public Python API.
 
-    from agent import triage_email, resume, pending_reviews, Context
+    from mediavault.agent import triage_email, resume, pending_reviews, Context
 
     result = triage_email({"email_id": "e1", "received_at": "2026-03-01T09:00:00",
                            "from": "customer@example.com", "subject": "...", "body": "..."})
@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.api import (
+    from mediavault.agent.api import (
         NoPendingReview,
         ReviewDecision,
         TriageResult,
@@ -23,10 +23,8 @@ if TYPE_CHECKING:
         resume,
         triage_email,
     )
-    from agent.batch import run_triage_batch, triage_batch
-    from agent.context import ConfigurationError, Context
-    from agent.emails import InboundEmail
-    from agent.review_desk import (
+    from mediavault.agent.ops.batch import run_triage_batch, triage_batch
+    from mediavault.agent.ops.review_desk import (
         approve_draft,
         edit_draft,
         escalate_case,
@@ -34,35 +32,37 @@ if TYPE_CHECKING:
         reject_draft,
         show_case,
     )
-    from graph.builder import build_graph
-    from graph.decision import TriageDecision
-    from tools.drafting import CustomerReply, DraftRequest
-    from tools.escalation_ticket import EscalationTicket
+    from mediavault.graph.builder import build_graph
+    from mediavault.graph.context import ConfigurationError, Context
+    from mediavault.graph.decision import TriageDecision
+    from mediavault.graph.inbound_email import InboundEmail
+    from mediavault.tools.drafting.reply import CustomerReply, DraftRequest
+    from mediavault.tools.escalation_ticket import EscalationTicket
 
 _EXPORTS = {
-    "atriage_email": "agent.api",
-    "triage_batch": "agent.batch",
-    "run_triage_batch": "agent.batch",
-    "list_pending_reviews": "agent.review_desk",
-    "show_case": "agent.review_desk",
-    "approve_draft": "agent.review_desk",
-    "edit_draft": "agent.review_desk",
-    "reject_draft": "agent.review_desk",
-    "escalate_case": "agent.review_desk",
-    "triage_email": "agent.api",
-    "resume": "agent.api",
-    "pending_reviews": "agent.api",
-    "TriageResult": "agent.api",
-    "ReviewDecision": "agent.api",
-    "NoPendingReview": "agent.api",
-    "Context": "agent.context",
-    "ConfigurationError": "agent.context",
-    "InboundEmail": "agent.emails",
-    "build_graph": "graph.builder",
-    "TriageDecision": "graph.decision",
-    "DraftRequest": "tools.drafting",
-    "CustomerReply": "tools.drafting",
-    "EscalationTicket": "tools.escalation_ticket",
+    "atriage_email": "mediavault.agent.api",
+    "triage_batch": "mediavault.agent.ops.batch",
+    "run_triage_batch": "mediavault.agent.ops.batch",
+    "list_pending_reviews": "mediavault.agent.ops.review_desk",
+    "show_case": "mediavault.agent.ops.review_desk",
+    "approve_draft": "mediavault.agent.ops.review_desk",
+    "edit_draft": "mediavault.agent.ops.review_desk",
+    "reject_draft": "mediavault.agent.ops.review_desk",
+    "escalate_case": "mediavault.agent.ops.review_desk",
+    "triage_email": "mediavault.agent.api",
+    "resume": "mediavault.agent.api",
+    "pending_reviews": "mediavault.agent.api",
+    "TriageResult": "mediavault.agent.api",
+    "ReviewDecision": "mediavault.agent.api",
+    "NoPendingReview": "mediavault.agent.api",
+    "Context": "mediavault.graph.context",
+    "ConfigurationError": "mediavault.graph.context",
+    "InboundEmail": "mediavault.graph.inbound_email",
+    "build_graph": "mediavault.graph.builder",
+    "TriageDecision": "mediavault.graph.decision",
+    "DraftRequest": "mediavault.tools.drafting.reply",
+    "CustomerReply": "mediavault.tools.drafting.reply",
+    "EscalationTicket": "mediavault.tools.escalation_ticket",
 }
 
 __all__ = [

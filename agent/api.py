@@ -2,7 +2,7 @@
 
 Every call works on files only (SQLite checkpoints, the case store, the audit log), so a resume
 works from a new process on the same ``MEDIAVAULT_HOME``. :func:`atriage_email` is the asyncio
-twin of :func:`triage_email`; :mod:`agent.batch` runs many emails at once on top of it.
+twin of :func:`triage_email`; :mod:`agent.ops.batch` runs many emails at once on top of it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.checkpoints import open_async_checkpointer, open_checkpointer
-from agent.context import ConfigurationError, Context
-from agent.emails import InboundEmail
-from graph.audit_trail import write_events
-from graph.builder import compile_with_checkpointer
-from graph.nodes import thread_id_for
-from graph.services import services_for
+from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.graph.audit_trail import write_events
+from mediavault.graph.builder import compile_with_checkpointer
+from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.inbound_email import InboundEmail
+from mediavault.graph.nodes import thread_id_for
+from mediavault.graph.services import services_for
 
 _THREAD_ID = re.compile(r"email-[0-9a-f]{24}")
 

@@ -13,7 +13,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from tools.demo_database import build_demo_database
+from mediavault.tools.business_db.demo_database import build_demo_database
 
 BUDGET_SECONDS = 10.0
 AS_OF = date(2026, 3, 2)

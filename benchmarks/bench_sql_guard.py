@@ -28,9 +28,9 @@ from contextlib import closing
 from datetime import date
 from pathlib import Path
 
-from tools.business_db import open_business_db
-from tools.sql_guard import _remembered_verdict, guard_sql
-from tools.sqlite_business_db import SCOPE_TABLES, ScopedConnection, connect_read_only
+from mediavault.tools.business_db.sessions import open_business_db
+from mediavault.tools.business_db.sql_guard import _remembered_verdict, guard_sql
+from mediavault.tools.business_db.sqlite import SCOPE_TABLES, ScopedConnection, connect_read_only
 
 QUERIES: dict[str, str] = {
     "recent rentals": "SELECT title, rental_date, due_date, return_date FROM my_rentals "
@@ -129,7 +129,7 @@ def main() -> int:
     if args.db is not None:
         run(args.db, args.runs)
         return 0
-    from tools.demo_database import build_demo_database
+    from mediavault.tools.business_db.demo_database import build_demo_database
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "sakila_demo.sqlite"

@@ -2,7 +2,7 @@
 
 An OpenAI-compatible stub (tests/integration/openai_stub.py, answering like the rules model) runs
 in its own process and holds every model call for a fixed time (200 ms by default). A batch of
-emails from the sample inbox, each under a new id, is triaged with ``agent.batch`` at each
+emails from the sample inbox, each under a new id, is triaged with ``agent.ops.batch`` at each
 concurrency, with SQLite checkpoints, against the stub via ``MEDIAVAULT_MODEL=openai:...``.
 
 The ideal is what the model's latency alone allows: concurrency / (model calls per email x
@@ -30,11 +30,11 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from agent.batch import run_triage_batch
-from agent.context import Context
-from agent.emails import InboundEmail
-from agent.inbox import read_inbox_csv
-from tools.demo_database import build_demo_database
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.ops.batch import run_triage_batch
+from mediavault.graph.context import Context
+from mediavault.graph.inbound_email import InboundEmail
+from mediavault.tools.business_db.demo_database import build_demo_database
 
 REPO = Path(__file__).resolve().parents[1]
 INBOX = REPO / "examples" / "inbox.csv"

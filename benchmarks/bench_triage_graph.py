@@ -23,10 +23,10 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from agent.api import DURABILITY, triage_email
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from tools.demo_database import build_demo_database
+from mediavault.agent.api import DURABILITY, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.graph.context import Context
+from mediavault.tools.business_db.demo_database import build_demo_database
 
 INBOX = Path(__file__).resolve().parents[1] / "examples" / "inbox.csv"
 

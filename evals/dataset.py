@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies import policy_rules, reason_codes
+from mediavault.policies import policy_rules, reason_codes
 
 Route = Literal["draft", "escalate"]
 ROUTES: tuple[Route, ...] = ("draft", "escalate")
@@ -72,7 +72,7 @@ class EvalEmail(BaseModel):
         return value
 
     def as_inbound(self) -> dict[str, Any]:
-        """The fields the triage API accepts (``agent.api.triage_email``)."""
+        """The fields the triage API accepts (``mediavault.agent.api.triage_email``)."""
         fields: dict[str, Any] = {
             "email_id": self.email_id,
             "received_at": self.received_at,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.dataset import EvalCase
-from evals.runner import Observation
-from evals.scoring import MUST_ESCALATE_CODES, CaseScore, ScoredRun
+from mediavault.evals.dataset import EvalCase
+from mediavault.evals.runner import Observation
+from mediavault.evals.scoring import MUST_ESCALATE_CODES, CaseScore, ScoredRun
 
 Table = tuple[list[str], list[list[str]]]
 

@@ -3,7 +3,7 @@
 Every case goes through :func:`agent.api.triage_email`, exactly as production email does, with
 review mode ``none`` (a draft that passes validation is approved on the spot). Each dataset and
 repetition gets its own fresh home directory (case store, checkpoints, audit log, outbox), so
-no case sees another's outcome. The runner only observes; :mod:`evals.scoring` judges.
+no case sees another's outcome. The runner only observes; :mod:`mediavault.evals.scoring` judges.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from langchain_core.outputs import LLMResult
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.context import ConfigurationError, Context
-from evals.dataset import Dataset, EvalCase
+from mediavault.evals.dataset import Dataset, EvalCase
+from mediavault.graph.context import ConfigurationError, Context
 
 #: The demo database the project's demo dataset is written against.
 DEMO_SEED = 42
@@ -148,7 +148,7 @@ Progress = Callable[[EvalCase, Observation], None]
 
 
 def _metered_model(options: EvalOptions, meter: ModelUsageMeter) -> tuple[BaseChatModel, str]:
-    from agent.models import build_chat_model
+    from mediavault.agent.models.factory import build_chat_model
 
     model = options.chat_model or build_chat_model(options.model)
     existing = model.callbacks if isinstance(model.callbacks, list) else []
@@ -158,14 +158,18 @@ def _metered_model(options: EvalOptions, meter: ModelUsageMeter) -> tuple[BaseCh
 
 
 def _is_deterministic(model: BaseChatModel) -> bool:
-    from agent.rules_model import RulesChatModel
+    from mediavault.agent.models.rules_model import RulesChatModel
 
     return isinstance(model, RulesChatModel)
 
 
 def _check_database(db: str) -> None:
     # One clear error before the run, rather than the same failure once per case.
-    from tools.business_db import BusinessDatabaseError, is_server_dsn, open_business_db
+    from mediavault.tools.business_db.sessions import (
+        BusinessDatabaseError,
+        is_server_dsn,
+        open_business_db,
+    )
 
     if not is_server_dsn(db) and not Path(db).is_file():
         raise ConfigurationError(f"business database {db} does not exist")
@@ -181,7 +185,7 @@ def _business_database(options: EvalOptions, workdir: Path) -> Iterator[tuple[st
         _check_database(str(options.db))
         yield str(options.db), options.as_of
         return
-    from tools.demo_database import build_demo_database
+    from mediavault.tools.business_db.demo_database import build_demo_database
 
     as_of = options.as_of or DEMO_AS_OF
     path = workdir / "sakila_demo.sqlite"
@@ -239,11 +243,11 @@ def run_eval(
 
 
 def _redacted(db: str) -> str:
-    from tools.business_db import is_server_dsn
+    from mediavault.tools.business_db.sessions import is_server_dsn
 
     if not is_server_dsn(db):
         return db
-    from tools.postgres_loader import redact_dsn
+    from mediavault.tools.business_db.postgres_loader import redact_dsn
 
     return str(redact_dsn(db))
 
@@ -257,7 +261,7 @@ StateReader = Callable[[str], dict[str, Any]]
 @contextmanager
 def _checkpoint_reader(context: Context) -> Iterator[StateReader]:
     """Reads a thread's final state from the checkpoint file the triage run wrote."""
-    from graph.builder import build_graph
+    from mediavault.graph.builder import build_graph
 
     connection = sqlite3.connect(str(context.checkpoint_path), check_same_thread=False,
                                  timeout=30)
@@ -281,7 +285,7 @@ def run_case(
     run: int,
 ) -> Observation:
     """Triage one case's email and observe the outcome (a crash is observed, not raised)."""
-    from agent.api import triage_email
+    from mediavault.agent.api import triage_email
 
     meter.reset()
     started = time.perf_counter()
@@ -337,9 +341,9 @@ def run_case(
 def _revalidate(body: str, case: EvalCase, context: Context, state: dict[str, Any]) -> list[str]:
     """Validate the approved reply again, with the sender's own contacts as the only ones
     allowed, so a leak is caught here even if a check upstream were bypassed."""
-    from graph.services import services_for
-    from tools.business_db import CustomerIdentity
-    from tools.drafting import validate_reply
+    from mediavault.graph.services import services_for
+    from mediavault.tools.business_db.sessions import CustomerIdentity
+    from mediavault.tools.drafting.reply import validate_reply
 
     sender = str((state.get("email") or {}).get("sender") or case.email.sender)
     contacts: set[str] = {sender}

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evals.dataset import EvalCase
-from evals.runner import EvalRun, Observation
+from mediavault.evals.dataset import EvalCase
+from mediavault.evals.runner import EvalRun, Observation
 
 #: The tag that marks bait: text that looks risky but must not escalate.
 BAIT_TAG = "bait"
@@ -26,7 +26,7 @@ MUST_ESCALATE_CODES = ("legal_threat", "safety_concern", "harassment", "privacy_
 
 def forced_escalation_codes() -> frozenset[str]:
     """Reason codes the safety check forces to a human team (its risk categories)."""
-    from graph.safety_rules import risk_rules
+    from mediavault.graph.safety.rules import risk_rules
 
     return frozenset(rule.reason_code for rule in risk_rules().categories)
 

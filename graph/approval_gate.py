@@ -12,8 +12,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from graph.safety_rules import matching_views
-from tools.agent_tools import (
+from mediavault.graph.safety.rules import matching_views
+from mediavault.tools.agent_tools import (
     CREATE_ESCALATION_TICKET,
     DRAFT_CUSTOMER_EMAIL,
     INVESTIGATION_TOOLS,
@@ -22,8 +22,8 @@ from tools.agent_tools import (
     ToolArgumentsInvalid,
     parse_arguments,
 )
-from tools.drafting import DraftRequest
-from tools.sql_guard import SqlRefused, guard_sql
+from mediavault.tools.business_db.sql_guard import SqlRefused, guard_sql
+from mediavault.tools.drafting.reply import DraftRequest
 
 Verdict = Literal["allow", "deny", "review"]
 Phase = Literal["investigate", "draft", "escalate"]

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite
 
-from agent.audit import PendingAuditEvent
-from agent.context import Context
-from graph.services import services_for
-from graph.state import TriageState
+from mediavault.agent.stores.audit import PendingAuditEvent
+from mediavault.graph.context import Context
+from mediavault.graph.services import services_for
+from mediavault.graph.state import TriageState
 
 #: The events of the node running in this context; None outside a node.
 _GATHERED: ContextVar[list[PendingAuditEvent] | None] = ContextVar(
@@ -38,7 +38,7 @@ _Node = TypeVar("_Node", bound=Callable[..., Any])
 def record_event(runtime: Runtime[Context], action: str, **fields: Any) -> None:
     """Check and stamp one event now; the node's state update carries it to the log.
 
-    ``fields`` are those of :meth:`agent.audit.AuditLog.append`. Outside a node (nothing is
+    ``fields`` are those of :meth:`agent.stores.audit.AuditLog.append`. Outside a node (nothing is
     gathering) the event is appended at once.
     """
     audit = services_for(runtime.context).audit

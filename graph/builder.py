@@ -12,11 +12,11 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
-from agent.context import Context
-from graph import nodes
-from graph.audit_trail import audited
-from graph.gates import investigation_tools
-from graph.state import TriageInput, TriageOutput, TriageState
+from mediavault.graph import nodes
+from mediavault.graph.audit_trail import audited
+from mediavault.graph.context import Context
+from mediavault.graph.gates import investigation_tools
+from mediavault.graph.state import TriageInput, TriageOutput, TriageState
 
 #: Node names, in the order of the skill's stages (skills/email-triage/SKILL.md).
 NODE_NAMES = (

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from policies import policy_rules, reason_codes
+from mediavault.policies import policy_rules, reason_codes
 
 
 class TriageDecision(BaseModel):

@@ -19,12 +19,12 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent.context import Context
-from graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
-from graph.audit_trail import record_event
-from graph.services import services_for
-from graph.state import EvidenceRecord, GateVerdictRecord, TriageState
-from tools.agent_tools import (
+from mediavault.graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
+from mediavault.graph.audit_trail import record_event
+from mediavault.graph.context import Context
+from mediavault.graph.services import services_for
+from mediavault.graph.state import EvidenceRecord, GateVerdictRecord, TriageState
+from mediavault.tools.agent_tools import (
     ARGUMENT_SCHEMAS,
     InvestigationEnvironment,
     ToolArgumentsInvalid,
@@ -228,7 +228,7 @@ def investigation_environment(
             return str(session().describe_schema().as_text())
 
         def search_policy(area: str | None, query: str | None, top_k: int) -> list[dict[str, Any]]:
-            from tools.policy_retrieval import default_policy_library
+            from mediavault.tools.policy_retrieval import default_policy_library
 
             hits = default_policy_library().search(policy_area=area, query=query, top_k=top_k)
             return [dict(hit.as_dict()) for hit in hits]
@@ -242,7 +242,7 @@ def investigation_environment(
 
 
 def customer_identity(state: TriageState) -> Any:
-    from tools.business_db import CustomerIdentity
+    from mediavault.tools.business_db.sessions import CustomerIdentity
 
     customer = state.get("customer")
     return CustomerIdentity.model_validate(customer) if customer else None
@@ -305,7 +305,7 @@ def _run_approved_calls(
 
 
 def _digest(value: object) -> str:
-    from agent.audit import digest
+    from mediavault.agent.stores.audit import digest
 
     return digest(value)
 

@@ -15,27 +15,33 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from agent.context import Context
-from agent.emails import TRUNCATION_MARKER, InboundEmail
-from agent.outbox import OutboxMessage, write_outbox_message
-from graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
-from graph.audit_trail import record_event, write_pending
-from graph.decision import TriageDecision, enforce_decision
-from graph.email_text import html_to_text, looks_like_html, split_quoted_history
-from graph.gates import audit_verdicts, customer_identity, gate_facts, last_ai_message, run_gate
-from graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
-from graph.safety_rules import RiskCategory, RiskFlag, assess_risk, raise_only
-from graph.services import services_for
-from graph.state import GateVerdictRecord, TriageState
-from policies import policy_rules
-from tools.agent_tools import (
+from mediavault.agent.mail.outbox import OutboxMessage, write_outbox_message
+from mediavault.graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
+from mediavault.graph.audit_trail import record_event, write_pending
+from mediavault.graph.context import Context
+from mediavault.graph.decision import TriageDecision, enforce_decision
+from mediavault.graph.gates import (
+    audit_verdicts,
+    customer_identity,
+    gate_facts,
+    last_ai_message,
+    run_gate,
+)
+from mediavault.graph.inbound_email import TRUNCATION_MARKER, InboundEmail
+from mediavault.graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
+from mediavault.graph.safety.reader_text import html_to_text, looks_like_html, split_quoted_history
+from mediavault.graph.safety.rules import RiskCategory, RiskFlag, assess_risk, raise_only
+from mediavault.graph.services import services_for
+from mediavault.graph.state import GateVerdictRecord, TriageState
+from mediavault.policies import policy_rules
+from mediavault.tools.agent_tools import (
     CREATE_ESCALATION_TICKET,
     DRAFT_CUSTOMER_EMAIL,
     INVESTIGATION_TOOLS,
     parse_arguments,
 )
-from tools.drafting import DraftRequest, prepare_draft, validate_reply
-from tools.escalation_ticket import (
+from mediavault.tools.drafting.reply import DraftRequest, prepare_draft, validate_reply
+from mediavault.tools.escalation_ticket import (
     EscalationRequest,
     QueryEvidence,
     TicketEvidence,
@@ -552,7 +558,7 @@ def human_review(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
             _audit(state, runtime, "review.edit_rejected", f"review:{review_index}:invalid",
                    outcome="failure", actor=reviewer, reason="; ".join(problems)[:300])
             return {"draft_problems": problems, "review_outcome": "ask_again"}
-        from agent.case_store import edit_size
+        from mediavault.agent.stores.case_store import edit_size
 
         size = edit_size(str(draft_record.get("body", "")), new_body)
         with store.atomic():  # the edited version and the decision are one commit

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from policies import policy_rules
+from mediavault.policies import policy_rules
 
 EMAIL_OPEN = "<<<UNTRUSTED_EMAIL"
 EMAIL_CLOSE = "UNTRUSTED_EMAIL>>>"

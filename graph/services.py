@@ -17,14 +17,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
-from agent.audit import AuditLog, audit_key_from_env
-from agent.case_store import CaseStore
-from agent.case_store_postgres import open_case_store
-from agent.context import Context
-from agent.models import chat_model_for, structured_output
-from tools.agent_tools import tool_schemas
-from tools.business_date import business_date
-from tools.business_db import BusinessDatabase, open_business_db
+from mediavault.agent.models.factory import chat_model_for, structured_output
+from mediavault.agent.stores.audit import AuditLog, audit_key_from_env
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.stores.case_store_postgres import open_case_store
+from mediavault.graph.context import Context
+from mediavault.tools.agent_tools import tool_schemas
+from mediavault.tools.business_db.business_date import business_date
+from mediavault.tools.business_db.sessions import BusinessDatabase, open_business_db
 
 
 @dataclass

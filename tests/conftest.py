@@ -22,7 +22,7 @@ def original_sakila_path() -> Path:
 @pytest.fixture(scope="session")
 def demo_db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo database built once per test session (default seed, a fixed business date)."""
-    from tools.demo_database import build_demo_database
+    from mediavault.tools.business_db.demo_database import build_demo_database
 
     path = tmp_path_factory.mktemp("demo") / "sakila_demo.sqlite"
     build_demo_database(path, seed=DEMO_SEED, as_of=DEMO_AS_OF)

@@ -18,8 +18,8 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.drafting import DraftRequest
-from tools.escalation_ticket import EscalationRequest
+from mediavault.tools.drafting.reply import DraftRequest
+from mediavault.tools.escalation_ticket import EscalationRequest
 
 GET_CURRENT_DATE = "get_current_date"
 GET_DB_SCHEMA = "get_db_schema"
@@ -173,7 +173,7 @@ def run_investigation_tool(
     tool: str, args: BaseModel, env: InvestigationEnvironment
 ) -> ToolResult:
     """Run one gated investigation tool. Refusals come back as ``ok=False`` results."""
-    from tools.business_db import DataAccessRefused
+    from mediavault.tools.business_db.sessions import DataAccessRefused
 
     if isinstance(args, GetCurrentDateArgs):
         return ToolResult(content=env.business_date().isoformat())

@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from agent.emails import EmailId
-from policies import policy_rules, queues, reason_codes
+from mediavault.policies import policy_rules, queues, reason_codes
+from mediavault.tools.email_fields import EmailId
 
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITY_ORDER: tuple[Priority, ...] = ("low", "normal", "high", "urgent")

@@ -25,7 +25,7 @@ from typing import Literal
 
 from rank_bm25 import BM25Okapi
 
-from policies import policy_document, policy_version
+from mediavault.policies import policy_document, policy_version
 
 MAX_TOP_K = 10
 #: BM25 parameters, the usual Okapi values; pinned here so scores do not drift with the library.

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from agent import review_desk
-from agent.case_store import CaseStore
-from agent.web import reports
-from agent.web.auth import Reviewer, api_decider, api_reviewer, csrf_token
-from agent.web.decisions import Decision, DecisionOutcome, apply_decision
-from agent.web.runtime import console
-from agent.web.schemas import (
+from mediavault.agent.ops import review_desk
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.web import reports
+from mediavault.agent.web.auth import Reviewer, api_decider, api_reviewer, csrf_token
+from mediavault.agent.web.decisions import Decision, DecisionOutcome, apply_decision
+from mediavault.agent.web.runtime import console
+from mediavault.agent.web.schemas import (
     ApproveBody,
     AuditStatus,
     CaseDetail,
@@ -31,7 +31,7 @@ from agent.web.schemas import (
     ReviewQueue,
     SessionInfo,
 )
-from graph.services import services_for
+from mediavault.graph.services import services_for
 
 ApiReviewer = Annotated[Reviewer, Depends(api_reviewer)]
 ApiDecider = Annotated[Reviewer, Depends(api_decider)]

@@ -19,11 +19,11 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from agent.web import api_routes, pages
-from agent.web.accounts import ReviewerAccounts
-from agent.web.auth import CsrfRefused, NotSignedIn, csrf_token, signed_in
-from agent.web.runtime import ConsoleState, console
-from agent.web.settings import ConsoleSettings
+from mediavault.agent.web import api_routes, pages
+from mediavault.agent.web.accounts import ReviewerAccounts
+from mediavault.agent.web.auth import CsrfRefused, NotSignedIn, csrf_token, signed_in
+from mediavault.agent.web.runtime import ConsoleState, console
+from mediavault.agent.web.settings import ConsoleSettings
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "mediavault_session"

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from agent.web.accounts import REVIEWER_NAME
-from agent.web.runtime import console
-from graph.services import services_for
+from mediavault.agent.web.accounts import REVIEWER_NAME
+from mediavault.agent.web.runtime import console
+from mediavault.graph.services import services_for
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.case_store import CaseRecord
-from agent.review_desk import CaseFile
-from policies import policy_rules
+from mediavault.agent.ops.review_desk import CaseFile
+from mediavault.agent.stores.case_store import CaseRecord
+from mediavault.policies import policy_rules
 
 
 def review_token(case: CaseFile | CaseRecord) -> str:

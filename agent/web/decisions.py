@@ -1,6 +1,6 @@
 """Apply a reviewer's decision from the console, once, to the draft the reviewer saw.
 
-The review desk (:mod:`agent.review_desk`) does the work: one decision at a time per state
+The review desk (:mod:`agent.ops.review_desk`) does the work: one decision at a time per state
 directory, refused edits with their reasons, "already decided" for the second of two
 reviewers. The console adds the review token its forms carry (see
 :func:`~agent.web.case_view.review_token`), checked under a per-case lock so that checking
@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent import review_desk
-from agent.context import Context
-from agent.web.case_view import review_token
+from mediavault.agent.ops import review_desk
+from mediavault.agent.web.case_view import review_token
+from mediavault.graph.context import Context
 
 Result = Literal["done", "invalid", "already_decided", "stale", "not_found"]
 Kind = Literal["approve", "edit", "reject", "escalate"]

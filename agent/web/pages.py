@@ -13,10 +13,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from agent import review_desk
-from agent.case_store import REVIEW_REASON_CATEGORIES, CaseStore
-from agent.web import reports
-from agent.web.auth import (
+from mediavault.agent.ops import review_desk
+from mediavault.agent.stores.case_store import REVIEW_REASON_CATEGORIES, CaseStore
+from mediavault.agent.web import reports
+from mediavault.agent.web.auth import (
     Reviewer,
     audit_sign_in,
     check_csrf,
@@ -29,13 +29,13 @@ from agent.web.auth import (
     sign_out,
     signed_in,
 )
-from agent.web.case_view import review_token as token_of
-from agent.web.charts import horizontal_bars, stacked_columns
-from agent.web.decisions import Decision, DecisionOutcome, apply_decision
-from agent.web.runtime import console
-from graph.services import services_for
-from policies import policy_rules
-from tools.policy_retrieval import default_policy_library
+from mediavault.agent.web.case_view import review_token as token_of
+from mediavault.agent.web.charts import horizontal_bars, stacked_columns
+from mediavault.agent.web.decisions import Decision, DecisionOutcome, apply_decision
+from mediavault.agent.web.runtime import console
+from mediavault.graph.services import services_for
+from mediavault.policies import policy_rules
+from mediavault.tools.policy_retrieval import default_policy_library
 
 router = APIRouter(include_in_schema=False)
 

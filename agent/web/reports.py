@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from agent.audit import audit_key_from_env, verify_audit_log
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.pilot_metrics import auto_approval_eligibility, compute_pilot_metrics
-from agent.review_desk import CaseFile
-from agent.web.case_view import age_text, review_token, team_queue
-from agent.web.schemas import (
+from mediavault.agent.ops.pilot_metrics import auto_approval_eligibility, compute_pilot_metrics
+from mediavault.agent.ops.review_desk import CaseFile
+from mediavault.agent.stores.audit import audit_key_from_env, verify_audit_log
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.web.case_view import age_text, review_token, team_queue
+from mediavault.agent.web.schemas import (
     AuditStatus,
     CaseDetail,
     EscalationItem,
@@ -21,7 +20,8 @@ from agent.web.schemas import (
     ReviewOutcomesDay,
     ReviewQueue,
 )
-from policies import policy_rules
+from mediavault.graph.context import Context
+from mediavault.policies import policy_rules
 
 DECISION_KINDS: tuple[str, ...] = ("approve", "edit", "reject", "escalate")
 

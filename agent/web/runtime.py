@@ -11,8 +11,8 @@ from typing import cast
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
-from agent.web.accounts import ReviewerAccounts
-from agent.web.settings import ConsoleSettings
+from mediavault.agent.web.accounts import ReviewerAccounts
+from mediavault.agent.web.settings import ConsoleSettings
 
 
 class SignInThrottle:

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.pilot_metrics import AutoApprovalRow, PilotMetrics
-from agent.review_desk import CaseFile
+from mediavault.agent.ops.pilot_metrics import AutoApprovalRow, PilotMetrics
+from mediavault.agent.ops.review_desk import CaseFile
 
 #: The reason categories of a rejection, as the case store records them.
 ReasonCategory = Literal["tone", "factual", "policy", "other"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.context import ConfigurationError, Context
+from mediavault.graph.context import ConfigurationError, Context
 
 REVIEWERS_FILE_NAME = "reviewers.json"
 SECRET_FILE_NAME = "console_secret"

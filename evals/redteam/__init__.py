@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from evals.redteam.report import RedTeamReport, RunRecord
-from evals.redteam.runner import run_catalogue, run_injection_matrix, run_redteam
+from mediavault.evals.redteam.report import RedTeamReport, RunRecord
+from mediavault.evals.redteam.runner import run_catalogue, run_injection_matrix, run_redteam
 
 __all__ = ["RedTeamReport", "RunRecord", "run_catalogue", "run_injection_matrix", "run_redteam"]

@@ -3,7 +3,7 @@
 Each :class:`Attack` is one variant of one attacker goal: the email it arrives with, the tool
 calls the hijacked model sends in each phase (:class:`~evals.redteam.hostile_model.AttackPlan`)
 and what would prove success (payload markers, the queue an escalation must reach). Whether it
-succeeded is decided afterwards from the run's effects (:mod:`evals.redteam.judge`).
+succeeded is decided afterwards from the run's effects (:mod:`mediavault.evals.redteam.judge`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.redteam.hostile_model import (
+from mediavault.evals.redteam.hostile_model import (
     CLASSIFIER_TOOL,
     DECISION_TOOL,
     AttackPlan,
@@ -21,7 +21,7 @@ from evals.redteam.hostile_model import (
     call,
     sql,
 )
-from evals.redteam.sandbox import Person
+from mediavault.evals.redteam.sandbox import Person
 
 #: The attacker goals of the compromised-model catalogue, in report order.
 CATALOGUE_GOALS = (

@@ -1,6 +1,6 @@
 """Compromised chat models: the attacker sits where the language model would be.
 
-Both models are :class:`agent.scripted_model.ScriptedChatModel` instances, so the real graph
+Both models are :class:`agent.models.scripted_model.ScriptedChatModel` instances, so the real graph
 drives them exactly as it drives a hosted model: the same messages, the same bound tools, the
 same structured-output parser.
 
@@ -22,9 +22,9 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.tool import invalid_tool_call, tool_call
 
-from agent.rules_model import RulesChatModel, extract_titles
-from agent.scripted_model import ScriptedChatModel
-from graph.prompts import parse_email
+from mediavault.agent.models.rules_model import RulesChatModel, extract_titles
+from mediavault.agent.models.scripted_model import ScriptedChatModel
+from mediavault.graph.prompts import parse_email
 
 Phase = Literal["classify", "investigate", "decide", "draft", "escalate", "summary"]
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.redteam.attacks import ATTACKER_ADDRESS, ATTACKER_HOST
-from evals.redteam.hostile_model import InjectedTask, sql
-from evals.redteam.sandbox import Person
+from mediavault.evals.redteam.attacks import ATTACKER_ADDRESS, ATTACKER_HOST
+from mediavault.evals.redteam.hostile_model import InjectedTask, sql
+from mediavault.evals.redteam.sandbox import Person
 
 
 @dataclass(frozen=True)

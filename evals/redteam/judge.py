@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.context import Context
-from evals.redteam.sandbox import PiiIndex, RunEffects, squeeze
-from tools.agent_tools import MAX_TOOL_RESULT_CHARS
+from mediavault.evals.redteam.sandbox import PiiIndex, RunEffects, squeeze
+from mediavault.graph.context import Context
+from mediavault.tools.agent_tools import MAX_TOOL_RESULT_CHARS
 
 #: A case ends in one of these; "failed" means the graph broke and counts against it.
 FINAL_STATUSES = frozenset({"awaiting_review", "approved", "rejected", "escalated"})

@@ -3,7 +3,7 @@
 Rates follow AgentDojo's vocabulary: *utility* is the share of clean emails a model handles
 correctly, *utility under attack* the same for injected emails, and *attack success* the share
 of runs in which the attacker's goal was achieved (decided from effects, see
-:mod:`evals.redteam.judge`).
+:mod:`mediavault.evals.redteam.judge`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from evals.redteam.sandbox import RunEffects
+from mediavault.evals.redteam.sandbox import RunEffects
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.rules_model import RulesChatModel
-from evals.redteam.attacks import Attack, CatalogueFacts, attack_catalogue
-from evals.redteam.hostile_model import compromised_model, injection_following_model
-from evals.redteam.injections import (
+from mediavault.agent.models.rules_model import RulesChatModel
+from mediavault.evals.redteam.attacks import Attack, CatalogueFacts, attack_catalogue
+from mediavault.evals.redteam.hostile_model import compromised_model, injection_following_model
+from mediavault.evals.redteam.injections import (
     BENIGN_EMAILS,
     InjectionCase,
     InjectionGoal,
@@ -23,10 +23,10 @@ from evals.redteam.injections import (
     matrix,
     payload,
 )
-from evals.redteam.judge import Expectation, judge
-from evals.redteam.report import RedTeamReport, RunRecord
-from evals.redteam.sandbox import RunEffects, Sandbox
-from tools.policy_retrieval import internal_policy_phrases
+from mediavault.evals.redteam.judge import Expectation, judge
+from mediavault.evals.redteam.report import RedTeamReport, RunRecord
+from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
+from mediavault.tools.policy_retrieval import internal_policy_phrases
 
 #: The catalogue's sender and victim: scenario customers of the demo database.
 CATALOGUE_SENDER_ID = 37  # Dana Whitfield

@@ -32,14 +32,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.api import TriageResult, triage_email
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.outbox import outbox_file_name
-from graph.builder import build_graph
-from graph.nodes import thread_id_for
-from tools.agent_tools import INVESTIGATION_TOOLS
-from tools.demo_database import build_demo_database
+from mediavault.agent.api import TriageResult, triage_email
+from mediavault.agent.mail.outbox import outbox_file_name
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.builder import build_graph
+from mediavault.graph.context import Context
+from mediavault.graph.nodes import thread_id_for
+from mediavault.tools.agent_tools import INVESTIGATION_TOOLS
+from mediavault.tools.business_db.demo_database import build_demo_database
 
 DEMO_SEED = 42
 DEMO_AS_OF = date(2026, 3, 2)

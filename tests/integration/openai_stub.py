@@ -191,7 +191,7 @@ def rules_script(request: ChatRequest) -> StubReply:
     global _RULES_MODEL
     with _RULES_LOCK:
         if _RULES_MODEL is None:
-            from agent.rules_model import RulesChatModel
+            from mediavault.agent.models.rules_model import RulesChatModel
 
             _RULES_MODEL = RulesChatModel()
     messages = request.langchain_messages()

@@ -27,9 +27,9 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from agent.case_store import CaseStore
-from agent.context import DEMO_DB_NAME
-from agent.inbox import read_inbox_csv
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.context import DEMO_DB_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
 EXPECTED = json.loads((REPO / "examples" / "inbox_expected.json").read_text())
 #: What the server needs of the project (langgraph.json, the packages it imports, their data).
-PROJECT_PARTS = ("pyproject.toml", "langgraph.json", "agent", "graph", "tools", "policies",
-                 "skills", "evals")
+PROJECT_PARTS = ("pyproject.toml", "setup.py", "mediavault", "langgraph.json", "agent", "graph",
+                 "tools", "policies", "skills", "evals")
 GRAPH_ID = "email_triage"
 STARTUP_SECONDS = 120.0
 

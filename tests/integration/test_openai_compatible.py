@@ -22,13 +22,13 @@ from langchain_core.messages import AIMessageChunk
 from langgraph.checkpoint.memory import InMemorySaver
 from openai_stub import ChatRequest, OpenAIStub, Script, StubReply, rules_script
 
-from agent.api import triage_email
-from agent.audit import read_events, verify_audit_log
-from agent.case_store import CaseStore
-from agent.context import ConfigurationError, Context
-from agent.inbox import read_inbox_csv
-from agent.models import build_chat_model
-from graph.builder import build_graph
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.models.factory import build_chat_model
+from mediavault.agent.stores.audit import read_events, verify_audit_log
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.builder import build_graph
+from mediavault.graph.context import ConfigurationError, Context
 
 pytestmark = pytest.mark.integration
 

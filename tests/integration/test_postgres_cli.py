@@ -12,7 +12,7 @@ import pytest
 from postgres_cluster import PostgresCluster, shared_cluster
 from typer.testing import CliRunner
 
-from agent.cli import app
+from mediavault.cli import app
 
 pytestmark = [pytest.mark.integration]
 

@@ -25,16 +25,8 @@ import psycopg
 import pytest
 from postgres_cluster import PostgresCluster, shared_cluster
 
-from tools.business_db import (
-    BusinessDatabase,
-    BusinessDatabaseError,
-    CustomerIdentity,
-    DataAccessRefused,
-    ScopedSession,
-    open_business_db,
-)
-from tools.postgres_business_db import PostgresScopedConnection, QueryWatchdog
-from tools.postgres_loader import (
+from mediavault.tools.business_db.postgres import PostgresScopedConnection, QueryWatchdog
+from mediavault.tools.business_db.postgres_loader import (
     ACCOUNT_TABLES,
     AGENT_ROLE,
     OWNER_ROLE,
@@ -43,7 +35,15 @@ from tools.postgres_loader import (
     dsn_for_role,
     init_postgres_database,
 )
-from tools.sql_guard import function_examples
+from mediavault.tools.business_db.sessions import (
+    BusinessDatabase,
+    BusinessDatabaseError,
+    CustomerIdentity,
+    DataAccessRefused,
+    ScopedSession,
+    open_business_db,
+)
+from mediavault.tools.business_db.sql_guard import function_examples
 
 pytestmark = [pytest.mark.integration]
 

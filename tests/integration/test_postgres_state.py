@@ -22,11 +22,11 @@ import psycopg
 import pytest
 from postgres_cluster import PostgresCluster, shared_cluster
 
-from agent.case_store import CaseNotFoundError, CaseStore
-from agent.case_store_postgres import PostgresCaseStore, open_case_store
-from agent.checkpoints import open_checkpointer
-from agent.context import ConfigurationError, Context
-from agent.emails import MAX_BODY_CHARS, InboundEmail
+from mediavault.agent.stores.case_store import CaseNotFoundError, CaseStore
+from mediavault.agent.stores.case_store_postgres import PostgresCaseStore, open_case_store
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.inbound_email import MAX_BODY_CHARS, InboundEmail
 
 pytestmark = [pytest.mark.integration]
 
@@ -306,8 +306,8 @@ def test_a_review_is_resumed_by_another_process_from_postgres_checkpoints(
 
 SET_UP_CHECKPOINTS = """
 import sys
-from agent.checkpoints import open_checkpointer
-from agent.context import Context
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.graph.context import Context
 with open_checkpointer(Context(home=sys.argv[2], state_db=sys.argv[1])) as saver:
     print(type(saver).__name__)
 """

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 from postgres_cluster import PostgresCluster, shared_cluster
 
-from agent.api import triage_email
-from agent.case_store import CASE_STATUSES
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from tools.postgres_loader import init_postgres_database
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.case_store import CASE_STATUSES
+from mediavault.graph.context import Context
+from mediavault.tools.business_db.postgres_loader import init_postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,7 +101,7 @@ def _worker(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "mediavault",
             "worker",
             str(INBOX),
             "--lease",
@@ -221,7 +221,7 @@ def test_a_worker_without_a_state_database_is_a_clear_error(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAVAULT_")}
     env["MEDIAVAULT_HOME"] = str(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "worker", str(INBOX)],
+        [sys.executable, "-m", "mediavault", "worker", str(INBOX)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.api import triage_email
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from agent.web import ConsoleSettings, create_app
-from agent.web.accounts import add_reviewer
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.web import ConsoleSettings, create_app
+from mediavault.agent.web.accounts import add_reviewer
+from mediavault.graph.context import Context
 
 pytestmark = pytest.mark.integration
 
@@ -228,7 +228,7 @@ def test_mediavault_serve_runs_the_console_on_localhost(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "mediavault",
             "serve",
             "--port",
             str(port),

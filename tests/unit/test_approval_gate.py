@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from graph.approval_gate import GateFacts, judge_tool_call, needs_human_review
+from mediavault.graph.approval_gate import GateFacts, judge_tool_call, needs_human_review
 
 SENDER = "dana@example.com"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import (
+from mediavault.agent.stores.audit import (
     GENESIS_HASH,
     AuditAction,
     AuditLog,
@@ -21,7 +21,7 @@ from agent.audit import (
     read_events,
     verify_audit_log,
 )
-from agent.context import ConfigurationError
+from mediavault.graph.context import ConfigurationError
 
 KEY = b"test-audit-key-0123456789abcdef"
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from agent.api import ReviewDecision, resume, triage_email, write_stranded_audit_events
-from agent.audit import AuditLog, read_events, verify_audit_log
-from agent.case_store import CaseStore
-from agent.checkpoints import open_checkpointer
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from graph.builder import build_graph
-from graph.nodes import thread_id_for
+from mediavault.agent.api import ReviewDecision, resume, triage_email, write_stranded_audit_events
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.audit import AuditLog, read_events, verify_audit_log
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.graph.builder import build_graph
+from mediavault.graph.context import Context
+from mediavault.graph.nodes import thread_id_for
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"

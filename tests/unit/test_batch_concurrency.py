@@ -17,13 +17,13 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from pydantic import PrivateAttr
 
-from agent.api import ReviewDecision, atriage_email, resume, triage_email
-from agent.audit import read_events, verify_audit_log
-from agent.batch import run_triage_batch, triage_batch
-from agent.context import Context
-from agent.emails import InboundEmail
-from agent.inbox import read_inbox_csv
-from agent.rules_model import RulesChatModel
+from mediavault.agent.api import ReviewDecision, atriage_email, resume, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.models.rules_model import RulesChatModel
+from mediavault.agent.ops.batch import run_triage_batch, triage_batch
+from mediavault.agent.stores.audit import read_events, verify_audit_log
+from mediavault.graph.context import Context
+from mediavault.graph.inbound_email import InboundEmail
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
@@ -138,18 +138,18 @@ def test_model_calls_overlap_and_every_email_ends_in_exactly_one_outcome(
 def test_a_run_that_breaks_is_recorded_as_failed_and_the_batch_goes_on(
     context: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import graph.nodes
+    import mediavault.graph.nodes
 
     emails = sample_emails(1)
     broken = emails[3]
-    real_assess_risk = graph.nodes.assess_risk
+    real_assess_risk = mediavault.graph.nodes.assess_risk
 
     def assess_risk(subject: str, body: str, **kwargs: Any) -> Any:
         if subject == broken.subject:
             raise sqlite3.DatabaseError("database disk image is malformed")
         return real_assess_risk(subject, body, **kwargs)
 
-    monkeypatch.setattr(graph.nodes, "assess_risk", assess_risk)
+    monkeypatch.setattr(mediavault.graph.nodes, "assess_risk", assess_risk)
     results = run_triage_batch(emails, context=context, concurrency=4)
     by_id = {r.email_id: r for r in results}
     assert by_id[broken.email_id].status == "failed"

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from agent.api import TriageResult
-from agent.audit import read_events, verify_audit_log
-from agent.batch import _run_in_processes, _worker_batch, run_triage_batch
-from agent.context import ConfigurationError, Context
-from agent.emails import InboundEmail
-from agent.inbox import read_inbox_csv
-from agent.rules_model import RulesChatModel
+from mediavault.agent.api import TriageResult
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.models.rules_model import RulesChatModel
+from mediavault.agent.ops.batch import _run_in_processes, _worker_batch, run_triage_batch
+from mediavault.agent.stores.audit import read_events, verify_audit_log
+from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.inbound_email import InboundEmail
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-import agent.case_store as case_store_module
-from agent.case_store import (
+import mediavault.agent.stores.case_store as case_store_module
+from mediavault.agent.stores.case_store import (
     CASE_STATUSES,
     CaseNotFoundError,
     CaseStore,
     CaseStoreBusyError,
     edit_size,
 )
-from agent.emails import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
+from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TABLES = ("emails", "cases", "drafts", "tickets", "reviews", "outbox")

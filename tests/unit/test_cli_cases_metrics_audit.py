@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from agent.audit import AuditLog
-from agent.case_store import CaseStore
-from agent.cli import app
-from agent.emails import InboundEmail
+from mediavault.agent.stores.audit import AuditLog
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.cli import app
+from mediavault.graph.inbound_email import InboundEmail
 
 KEY = "k" * 32
 
@@ -273,7 +273,7 @@ def test_audit_verify_cannot_run_exits_2(
 def test_studio_without_langgraph_cli_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, mediavault_home: Path
 ) -> None:
-    monkeypatch.setattr("agent.cli_studio.find_langgraph_cli", lambda: None)
+    monkeypatch.setattr("mediavault.agent.cli.studio.find_langgraph_cli", lambda: None)
     result = run("studio")
     assert result.exit_code == 2
     assert "needs langgraph-cli" in result.stderr and "pip install -e '.[dev]'" in result.stderr
@@ -291,8 +291,10 @@ def test_studio_starts_langgraph_dev_without_a_browser_on_a_free_port(
         launched.update(command=command, **options)
         return Finished()
 
-    monkeypatch.setattr("agent.cli_studio.find_langgraph_cli", lambda: "/opt/bin/langgraph")
-    monkeypatch.setattr("agent.cli_studio.subprocess.run", fake_run)
+    monkeypatch.setattr(
+        "mediavault.agent.cli.studio.find_langgraph_cli", lambda: "/opt/bin/langgraph"
+    )
+    monkeypatch.setattr("mediavault.agent.cli.studio.subprocess.run", fake_run)
     result = run("studio", "--model", "rules")
     assert result.exit_code == 0, result.output
     command = launched["command"]
@@ -309,7 +311,7 @@ def test_studio_starts_langgraph_dev_without_a_browser_on_a_free_port(
 
 
 def test_studio_picks_another_port_when_the_usual_one_is_taken() -> None:
-    from agent.cli_studio import free_port
+    from mediavault.agent.cli.studio import free_port
 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -12,10 +12,10 @@ import pytest
 from sakila_paths import DEMO_AS_OF
 from typer.testing import CliRunner, Result
 
-from agent.cli import app
-from agent.context import DEMO_DB_NAME
-from tools.business_date import stamped_business_date
-from tools.demo_database import SAKILA_TABLES
+from mediavault.cli import app
+from mediavault.graph.context import DEMO_DB_NAME
+from mediavault.tools.business_db.business_date import stamped_business_date
+from mediavault.tools.business_db.demo_database import SAKILA_TABLES
 
 runner = CliRunner()
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from agent.api import triage_email
-from agent.case_store import CaseStore
-from agent.cli import app
-from agent.context import Context
-from agent.inbox import read_inbox_csv
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.cli import app
+from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = read_inbox_csv(REPO / "examples" / "inbox.csv").emails

@@ -14,11 +14,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import agent.cli_triage as cli_triage
-from agent.audit import verify_audit_log
-from agent.cli import app
-from agent.emails import InboundEmail
-from agent.inbox import read_inbox_csv
+import mediavault.agent.cli.triage as cli_triage
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.stores.audit import verify_audit_log
+from mediavault.cli import app
+from mediavault.graph.inbound_email import InboundEmail
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"

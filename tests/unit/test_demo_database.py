@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 from sakila_paths import DEMO_AS_OF, DEMO_SEED, REPO_ROOT
 
-import tools.demo_database as demo
-from agent.inbox import read_inbox_csv
-from policies import policy_rules
-from tools.business_date import BusinessDateError, business_date, stamped_business_date
-from tools.demo_database import (
+import mediavault.tools.business_db.demo_database as demo
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.policies import policy_rules
+from mediavault.tools.business_db.business_date import (
+    BusinessDateError,
+    business_date,
+    stamped_business_date,
+)
+from mediavault.tools.business_db.demo_database import (
     DEMO_SCENARIOS,
     SAKILA_TABLES,
     Scenario,

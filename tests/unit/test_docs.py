@@ -21,7 +21,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.cli import app
+from mediavault.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

@@ -10,8 +10,8 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from policies import policy_rules
-from tools.drafting import (
+from mediavault.policies import policy_rules
+from mediavault.tools.drafting.reply import (
     APOLOGY,
     DraftRequest,
     ValidationProblem,
@@ -500,7 +500,7 @@ def test_hostile_input_is_validated_quickly() -> None:
 
 
 def test_folding_leaves_every_ascii_character_alone_and_still_folds_look_alikes() -> None:
-    from tools.drafting import fold_text
+    from mediavault.tools.drafting.reply import fold_text
 
     ascii_text = "".join(chr(code) for code in range(128))
     assert fold_text(ascii_text) == ascii_text

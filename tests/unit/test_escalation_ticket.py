@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from policies import policy_rules, queues, reason_codes
-from tools.escalation_ticket import (
+from mediavault.policies import policy_rules, queues, reason_codes
+from mediavault.tools.escalation_ticket import (
     HIGH_RISK_REASON_CODES,
     MAX_ESCALATION_REASON_CHARS,
     EscalationRequest,

@@ -15,11 +15,17 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from sakila_paths import DEMO_AS_OF, ORIGINAL_SAKILA_AS_OF, require_original_sakila
 
-from agent.scripted_model import ScriptedChatModel, tool_call_message
-from evals.dataset import DEMO_DATASET, SAKILA_ORIGINAL_DATASET, Dataset, load_dataset, parse_cases
-from evals.report import markdown_summary, trace_lines, write_report
-from evals.runner import EvalOptions, Observation, run_eval
-from evals.scoring import MUST_ESCALATE_CODES, ScoredRun, score_observation, score_run
+from mediavault.agent.models.scripted_model import ScriptedChatModel, tool_call_message
+from mediavault.evals.dataset import (
+    DEMO_DATASET,
+    SAKILA_ORIGINAL_DATASET,
+    Dataset,
+    load_dataset,
+    parse_cases,
+)
+from mediavault.evals.report import markdown_summary, trace_lines, write_report
+from mediavault.evals.runner import EvalOptions, Observation, run_eval
+from mediavault.evals.scoring import MUST_ESCALATE_CODES, ScoredRun, score_observation, score_run
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sakila_paths import require_original_sakila
 
-from evals.dataset import (
+from mediavault.evals.dataset import (
     DEMO_DATASET,
     SAKILA_ORIGINAL_DATASET,
     Dataset,
@@ -27,7 +27,7 @@ from evals.dataset import (
     load_dataset,
     parse_cases,
 )
-from policies import policy_rules
+from mediavault.policies import policy_rules
 
 ISSUE_EXAMPLE = {
     "id": "case-1",
@@ -206,7 +206,7 @@ def test_bait_cases_never_expect_only_an_escalation(demo: Dataset, sakila: Datas
 
 @pytest.mark.parametrize("which", ["demo", "sakila"])
 def test_labels_agree_with_the_policy(which: str, demo: Dataset, sakila: Dataset) -> None:
-    from evals.scoring import forced_escalation_codes
+    from mediavault.evals.scoring import forced_escalation_codes
 
     rules = policy_rules()
     for case in (demo if which == "demo" else sakila).cases:

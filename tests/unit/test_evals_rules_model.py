@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from sakila_paths import require_original_sakila
 
-from agent.rules_model import (
+from mediavault.agent.models.rules_model import (
     CaseReading,
     classify_intent,
     extract_titles,
     looks_english,
     plan_investigation,
 )
-from tools.agent_tools import MAX_TOOL_RESULT_CHARS
-from tools.business_db import open_business_db
+from mediavault.tools.agent_tools import MAX_TOOL_RESULT_CHARS
+from mediavault.tools.business_db.sessions import open_business_db
 
 
 @pytest.mark.parametrize(

@@ -26,13 +26,13 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langgraph.types import Command
 
-from agent.api import NoPendingReview, ReviewDecision, StaleReview, resume, triage_email
-from agent.checkpoints import open_checkpointer
-from agent.context import Context
-from evals.redteam.hostile_model import AttackPlan, compromised_model, sql
-from evals.redteam.injections import BENIGN_EMAILS
-from evals.redteam.sandbox import Sandbox, file_digest
-from graph.builder import build_graph
+from mediavault.agent.api import NoPendingReview, ReviewDecision, StaleReview, resume, triage_email
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.evals.redteam.hostile_model import AttackPlan, compromised_model, sql
+from mediavault.evals.redteam.injections import BENIGN_EMAILS
+from mediavault.evals.redteam.sandbox import Sandbox, file_digest
+from mediavault.graph.builder import build_graph
+from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
 RENTAL_QUESTION = BENIGN_EMAILS[0]  # Sofia asks when her rental is due: a drafted reply
@@ -179,16 +179,16 @@ def _sql_turns(*queries: str) -> Any:
 
 
 def _executed_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import graph.gates
+    import mediavault.graph.gates
 
     executed: list[str] = []
-    real = graph.gates.run_investigation_tool
+    real = mediavault.graph.gates.run_investigation_tool
 
     def recording(tool: str, args: Any, env: Any) -> Any:
         executed.append(str(getattr(args, "query", tool)))
         return real(tool, args, env)
 
-    monkeypatch.setattr(graph.gates, "run_investigation_tool", recording)
+    monkeypatch.setattr(mediavault.graph.gates, "run_investigation_tool", recording)
     return executed
 
 
@@ -352,7 +352,7 @@ def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandb
     died = _python(
         f"""
         import json, os, signal
-        from agent.api import triage_email
+        from mediavault.agent.api import triage_email
         result = triage_email(json.loads({fields!r}))
         print(result.status, result.review_request_id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -364,7 +364,7 @@ def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandb
     assert status == "awaiting_review"
     resumed = _python(
         f"""
-        from agent.api import ReviewDecision, resume
+        from mediavault.agent.api import ReviewDecision, resume
         print(resume("killed-waiting", ReviewDecision(type="approve",
                                                       request_id={request_id!r})).status)
     """,
@@ -387,7 +387,7 @@ def test_a_resume_killed_before_its_checkpoint_was_saved_keeps_the_decision(
         f"""
         import os, signal
         from langgraph.checkpoint.sqlite import SqliteSaver
-        from agent.api import ReviewDecision, resume
+        from mediavault.agent.api import ReviewDecision, resume
 
         real_put = SqliteSaver.put
 
@@ -420,13 +420,13 @@ def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sa
     died = _python(
         f"""
         import os, signal
-        import agent.case_store
-        from agent.api import ReviewDecision, resume
+        import mediavault.agent.stores.case_store
+        from mediavault.agent.api import ReviewDecision, resume
 
         def die(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
 
-        agent.case_store.CaseStore.set_outcome = die
+        mediavault.agent.stores.case_store.CaseStore.set_outcome = die
         resume("killed-resuming", ReviewDecision(type="approve",
                                                  request_id={first.review_request_id!r}))
     """,
@@ -456,7 +456,7 @@ def test_two_reviewers_answering_at_once_apply_one_decision(box: Sandbox) -> Non
         start = time.time() + 3
         code = textwrap.dedent(f"""
             import sys, time
-            from agent.api import NoPendingReview, ReviewDecision, resume
+            from mediavault.agent.api import NoPendingReview, ReviewDecision, resume
             decision = ReviewDecision(type=sys.argv[1], reviewer=sys.argv[1], message="x",
                                       reason_category="tone",
                                       request_id={first.review_request_id!r})

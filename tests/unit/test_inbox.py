@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sakila_paths import REPO_ROOT
 
-from agent.emails import MAX_BODY_CHARS
-from agent.inbox import InboxFormatError, read_inbox_csv
-from policies import policy_rules
-from tools.demo_database import DEMO_SCENARIOS
+from mediavault.agent.mail.csv_inbox import InboxFormatError, read_inbox_csv
+from mediavault.graph.inbound_email import MAX_BODY_CHARS
+from mediavault.policies import policy_rules
+from mediavault.tools.business_db.demo_database import DEMO_SCENARIOS
 
 HEADER = "email_id,received_at,from,subject,body\r\n"
 SAMPLE_INBOX = REPO_ROOT / "examples" / "inbox.csv"

@@ -11,8 +11,7 @@ from typing import Any, get_args
 
 import pytest
 
-from agent.emails import MAX_BODY_CHARS, TRUNCATION_MARKER
-from agent.mail_inbox import (
+from mediavault.agent.mail.mailboxes import (
     FAILURE_KINDS,
     FailureKind,
     InboxItem,
@@ -23,6 +22,7 @@ from agent.mail_inbox import (
     email_from_bytes,
     read_inboxes,
 )
+from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER
 
 HEADER = "email_id,received_at,from,subject,body\n"
 PASS = ("mx.mediavault.example; spf=pass smtp.mailfrom=example.com; "

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from agent.api import ReviewDecision, resume, triage_email
-from agent.context import DEMO_DB_NAME
-from agent.inbox import read_inbox_csv
+from mediavault.agent.api import ReviewDecision, resume, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.graph.context import DEMO_DB_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
@@ -172,8 +172,8 @@ def trace_endpoints() -> Iterator[Callable[[], tuple[str, list[str]]]]:
 _TRIAGE_ONE = """
 import sys
 from langchain_core.tracers.langchain import wait_for_all_tracers
-from agent.api import triage_email
-from agent.inbox import read_inbox_csv
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from pathlib import Path
 email = next(e for e in read_inbox_csv(Path(sys.argv[1])).emails if e.email_id == sys.argv[2])
 print(triage_email(email).status)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outbox import OutboxMessage, write_outbox_message
+from mediavault.agent.mail.outbox import OutboxMessage, write_outbox_message
 
 SENT_AT = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 BODY = "Hello Alice,\n\nThe late fee is $1.00 per started day.\n\nMediaVault Support Team\n"

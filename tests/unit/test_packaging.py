@@ -23,8 +23,10 @@ def test_the_wheel_carries_its_data_and_works_outside_the_checkout(tmp_path: Pat
     for data in ("policies/mediavault_policies.md", "policies/policy_rules.toml",
                  "agent/web/templates/case.html", "evals/datasets/demo.jsonl",
                  "policies/risk_rules.toml", "skills/email-triage/SKILL.md",
-                 "tools/sakila_schema.sql"):
-        assert data in names
+                 "tools/business_db/sakila_schema.sql"):
+        assert f"mediavault/{data}" in names
+    # One import root: nothing but the mediavault package (and its metadata) at the top.
+    assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"mediavault"}
     assert not any(name.endswith((".db", ".sqlite")) for name in names)
 
     site = tmp_path / "site"
@@ -33,8 +35,17 @@ def test_the_wheel_carries_its_data_and_works_outside_the_checkout(tmp_path: Pat
          str(wheel)], capture_output=True, text=True, timeout=300, check=False,
     )
     assert installed.returncode == 0, installed.stderr
+    # A service with its own `tools` and `graph` packages imports them beside this project.
+    for name in ("tools", "graph"):
+        (site / name).mkdir()
+        (site / name / "__init__.py").write_text(f"OWNER = 'the service ({name})'\n")
     probe = (
-        "import policies, tools.policy_retrieval as p, tools.demo_database as d\n"
+        "import tools, graph\n"
+        "from mediavault import policies\n"
+        "import mediavault.tools.policy_retrieval as p\n"
+        "import mediavault.tools.business_db.demo_database as d\n"
+        "import mediavault.graph.builder\n"
+        "assert tools.OWNER == \"the service (tools)\" and graph.OWNER == \"the service (graph)\"\n"
         f"assert policies.__file__.startswith({str(site)!r})\n"
         "print(len(p.default_policy_library().sections()), policies.policy_rules().communication"
         ".sign_off)\n"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.api import triage_email
-from agent.context import Context
-from agent.inbox import read_inbox_csv
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
@@ -67,8 +67,8 @@ def test_a_review_decision_resumes_from_a_fresh_process(
     first = triage_email(email, context=context)
     assert first.status == "awaiting_review"
     code = f"""
-        from agent.api import resume, pending_reviews
-        from agent.context import Context
+        from mediavault.agent.api import resume, pending_reviews
+        from mediavault.graph.context import Context
         BODY = pending_reviews()[0]["latest_draft"]["text"]
         result = resume("msg-003", {decision})
         print(result.status)
@@ -80,9 +80,9 @@ def test_a_review_decision_resumes_from_a_fresh_process(
 
 SLOW_BATCH = """
 import sys, time
-from agent.api import triage_email
-from agent.inbox import read_inbox_csv
-from agent.rules_model import RulesChatModel
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.models.rules_model import RulesChatModel
 
 class SlowRules(RulesChatModel):
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):

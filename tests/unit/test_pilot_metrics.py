@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.case_store import CaseStore
-from agent.emails import InboundEmail
-from agent.pilot_metrics import (
+from mediavault.agent.ops.pilot_metrics import (
     auto_approval_eligibility,
     compute_pilot_metrics,
     normalise_subject,
 )
-from policies import policy_rules
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.inbound_email import InboundEmail
+from mediavault.policies import policy_rules
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 3, 8, tzinfo=UTC)

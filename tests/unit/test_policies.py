@@ -8,9 +8,9 @@ from importlib.resources import files
 
 import pytest
 
-from agent.context import Context
-from policies import policy_document, policy_rules
-from tools.policy_retrieval import default_policy_library
+from mediavault.graph.context import Context
+from mediavault.policies import policy_document, policy_rules
+from mediavault.tools.policy_retrieval import default_policy_library
 
 GRAPH_NODES = (
     "ingest",
@@ -37,7 +37,7 @@ def flat(text: str) -> str:
 
 
 def skill_document() -> str:
-    return files("skills").joinpath("email-triage/SKILL.md").read_text(encoding="utf-8")
+    return files("mediavault.skills").joinpath("email-triage/SKILL.md").read_text(encoding="utf-8")
 
 
 def markdown_section(markdown: str, heading: str) -> str:

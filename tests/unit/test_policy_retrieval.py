@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from policies import policy_version
-from tools.policy_retrieval import (
+from mediavault.policies import policy_version
+from mediavault.tools.policy_retrieval import (
     PolicyDocumentError,
     PolicyLibrary,
     default_policy_library,

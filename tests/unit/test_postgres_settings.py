@@ -11,13 +11,13 @@ import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
 from typer.testing import CliRunner
 
-from agent.case_store import CaseStore
-from agent.case_store_postgres import PostgresCaseStore, open_case_store
-from agent.checkpoints import open_checkpointer
-from agent.cli import app
-from agent.context import ConfigurationError, Context
-from graph.approval_gate import GateFacts, judge_tool_call
-from tools.postgres_loader import dsn_for_role, redact_dsn
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.stores.case_store_postgres import PostgresCaseStore, open_case_store
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.cli import app
+from mediavault.graph.approval_gate import GateFacts, judge_tool_call
+from mediavault.graph.context import ConfigurationError, Context
+from mediavault.tools.business_db.postgres_loader import dsn_for_role, redact_dsn
 
 DSN = "postgresql://mediavault_agent@db.internal:5433/mediavault?sslmode=require"
 STATE = "postgresql://mediavault_worker:s3cret@db.internal/mediavault_state"

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-import agent
+from mediavault import agent
 
 
 @pytest.mark.parametrize("name", agent.__all__)
@@ -24,9 +24,9 @@ def test_importing_agent_loads_neither_the_graph_nor_a_model_client() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, agent; "
+    code = ("import sys, mediavault, mediavault.agent; "
             "assert 'langchain_openai' not in sys.modules; "
-            "assert 'graph.builder' not in sys.modules; print('ok')")
+            "assert 'mediavault.graph.builder' not in sys.modules; print('ok')")
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
@@ -35,7 +35,7 @@ def test_importing_agent_loads_neither_the_graph_nor_a_model_client() -> None:
 def test_every_setting_is_documented_in_the_readme() -> None:
     from pathlib import Path
 
-    from agent.context import ENVIRONMENT_VARIABLES
+    from mediavault.graph.context import ENVIRONMENT_VARIABLES
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [name for name in ENVIRONMENT_VARIABLES if f"`{name}`" not in readme]

@@ -17,15 +17,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from evals.redteam import RedTeamReport, RunRecord, run_catalogue, run_injection_matrix
-from evals.redteam.attacks import CATALOGUE_GOALS, CatalogueFacts, attack_catalogue
-from evals.redteam.hostile_model import AttackPlan, call, compromised_model, sql
-from evals.redteam.injections import DB_PLACEMENTS, EMAIL_PLACEMENTS, PLACEMENTS, TEMPLATES
-from evals.redteam.judge import Expectation, invariant_breaches, judge
-from evals.redteam.runner import catalogue_facts, run_attack
-from evals.redteam.sandbox import RunEffects, Sandbox
-from tools.agent_tools import ToolResult
+from mediavault.cli import app
+from mediavault.evals.redteam import RedTeamReport, RunRecord, run_catalogue, run_injection_matrix
+from mediavault.evals.redteam.attacks import CATALOGUE_GOALS, CatalogueFacts, attack_catalogue
+from mediavault.evals.redteam.hostile_model import AttackPlan, call, compromised_model, sql
+from mediavault.evals.redteam.injections import (
+    DB_PLACEMENTS,
+    EMAIL_PLACEMENTS,
+    PLACEMENTS,
+    TEMPLATES,
+)
+from mediavault.evals.redteam.judge import Expectation, invariant_breaches, judge
+from mediavault.evals.redteam.runner import catalogue_facts, run_attack
+from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
+from mediavault.tools.agent_tools import ToolResult
 
 
 def _explain(records: list[RunRecord]) -> str:
@@ -167,18 +172,18 @@ def _run(sandbox: Sandbox, name: str, plan: AttackPlan, review: str = "all") -> 
 def test_the_judge_sees_a_leak_when_the_draft_checks_are_switched_off(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import graph.approval_gate
-    import graph.nodes
-    from tools.drafting import ValidationReport
+    import mediavault.graph.approval_gate
+    import mediavault.graph.nodes
+    from mediavault.tools.drafting.reply import ValidationReport
 
-    real_prepare = graph.nodes.prepare_draft
+    real_prepare = mediavault.graph.nodes.prepare_draft
 
     def no_validation(*args: Any, **kwargs: Any) -> Any:
         outcome = real_prepare(*args, **kwargs)
         return outcome.model_copy(update={"report": ValidationReport(valid=True)})
 
-    monkeypatch.setattr(graph.nodes, "prepare_draft", no_validation)
-    monkeypatch.setattr(graph.approval_gate, "_judge_draft", lambda request, facts: None)
+    monkeypatch.setattr(mediavault.graph.nodes, "prepare_draft", no_validation)
+    monkeypatch.setattr(mediavault.graph.approval_gate, "_judge_draft", lambda request, facts: None)
     attack = next(
         a for a in attack_catalogue(catalogue_facts(sandbox)) if a.name == "markdown_image"
     )
@@ -191,7 +196,7 @@ def test_the_judge_sees_a_leak_when_the_draft_checks_are_switched_off(
 def test_the_judge_sees_foreign_rows_when_the_scope_is_bypassed(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import graph.gates
+    import mediavault.graph.gates
 
     victim = sandbox.pii.person(58)
 
@@ -207,7 +212,7 @@ def test_the_judge_sees_foreign_rows_when_the_scope_is_bypassed(
             sql="SELECT email FROM customer",
         )
 
-    monkeypatch.setattr(graph.gates, "run_investigation_tool", leaky_tool)
+    monkeypatch.setattr(mediavault.graph.gates, "run_investigation_tool", leaky_tool)
     effects = _run(sandbox, "canary-read", AttackPlan(investigate=[[sql("SELECT 1 AS x")]]))
     findings = judge(Expectation("read_other_customer"), effects, sandbox.pii, sandbox.context())
     assert "customer 58 e-mail" in findings
@@ -269,7 +274,7 @@ def _report(*, success: bool) -> RedTeamReport:
 def test_the_command_prints_goals_by_outcome_and_fails_on_any_success(
     monkeypatch: pytest.MonkeyPatch, success: bool, exit_code: int
 ) -> None:
-    import evals.redteam
+    import mediavault.evals.redteam
 
     calls: list[dict[str, Any]] = []
 
@@ -277,7 +282,7 @@ def test_the_command_prints_goals_by_outcome_and_fails_on_any_success(
         calls.append(kwargs)
         return _report(success=success)
 
-    monkeypatch.setattr(evals.redteam, "run_redteam", fake_run)
+    monkeypatch.setattr(mediavault.evals.redteam, "run_redteam", fake_run)
     runner = CliRunner()
     table = runner.invoke(app, ["redteam", "--quick"])
     assert table.exit_code == exit_code, table.output

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from evals.redteam.hostile_model import AttackPlan, compromised_model
-from evals.redteam.sandbox import RunEffects, Sandbox
+from mediavault.evals.redteam.hostile_model import AttackPlan, compromised_model
+from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
 
 SENDER = "dana.whitfield@example.com"
 QUOTE_HEADER = "On Mon, 2 Mar 2026 at 09:14, Dana Whitfield <dana.whitfield@example.com> wrote:"

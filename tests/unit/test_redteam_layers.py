@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from evals.redteam.hostile_model import AttackPlan, call, compromised_model, sql
-from evals.redteam.sandbox import RunEffects, Sandbox
-from tools.business_db import CustomerIdentity, DataAccessRefused
-from tools.drafting import validate_reply
-from tools.sql_guard import SqlRefused, guard_sql
-from tools.sqlite_business_db import SqliteBusinessDatabase
+from mediavault.evals.redteam.hostile_model import AttackPlan, call, compromised_model, sql
+from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
+from mediavault.tools.business_db.sessions import CustomerIdentity, DataAccessRefused
+from mediavault.tools.business_db.sql_guard import SqlRefused, guard_sql
+from mediavault.tools.business_db.sqlite import SqliteBusinessDatabase
+from mediavault.tools.drafting.reply import validate_reply
 
 SENDER = "dana.whitfield@example.com"
 

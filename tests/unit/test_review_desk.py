@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.api import NoPendingReview, triage_email
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from agent.review_desk import (
+from mediavault.agent.api import NoPendingReview, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.ops.review_desk import (
     CaseNotFound,
     DraftChanged,
     EditRefused,
@@ -26,6 +24,8 @@ from agent.review_desk import (
     reject_draft,
     show_case,
 )
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = read_inbox_csv(REPO / "examples" / "inbox.csv").emails

@@ -18,11 +18,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from agent.rules_model import RulesChatModel
+from mediavault.agent.models.rules_model import RulesChatModel
 
 
 class TestRulesChatModelStandard(ChatModelUnitTests):
-    """``ChatModelUnitTests`` for :class:`agent.rules_model.RulesChatModel`."""
+    """``ChatModelUnitTests`` for :class:`mediavault.agent.models.rules_model.RulesChatModel`."""
 
     @property
     def chat_model_class(self) -> type[BaseChatModel]:

@@ -8,7 +8,7 @@ from importlib.resources import files
 import pytest
 from pydantic import ValidationError
 
-from graph.safety_rules import (
+from mediavault.graph.safety.rules import (
     RISK_RULES_FILE,
     RiskAssessment,
     RiskFlag,
@@ -20,7 +20,7 @@ from graph.safety_rules import (
     raise_only,
     risk_rules,
 )
-from policies import policy_rules
+from mediavault.policies import policy_rules
 
 CATEGORIES = (
     "legal_threat",
@@ -56,7 +56,7 @@ def test_every_category_forces_escalation_today() -> None:
     assert {rule.severity for rule in risk_rules().categories} == {"high"}
 
 
-_SHIPPED = files("policies").joinpath(RISK_RULES_FILE).read_text(encoding="utf-8")
+_SHIPPED = files("mediavault.policies").joinpath(RISK_RULES_FILE).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.business_db import (
+from mediavault.tools.business_db.sessions import (
     BusinessDatabase,
     BusinessDatabaseError,
     CustomerIdentity,
@@ -26,8 +26,8 @@ from tools.business_db import (
     ScopedSession,
     open_business_db,
 )
-from tools.sql_guard import allowed_functions, function_examples
-from tools.sqlite_business_db import ScopeAuthorizer, ScopedConnection, connect_read_only
+from mediavault.tools.business_db.sql_guard import allowed_functions, function_examples
+from mediavault.tools.business_db.sqlite import ScopeAuthorizer, ScopedConnection, connect_read_only
 
 
 @dataclass(frozen=True)

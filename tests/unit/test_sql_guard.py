@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from tools.business_db import DataAccessRefused
-from tools.sql_guard import MAX_SQL_CHARS, GuardedQuery, SqlRefused, guard_sql
+from mediavault.tools.business_db.sessions import DataAccessRefused
+from mediavault.tools.business_db.sql_guard import (
+    MAX_SQL_CHARS,
+    GuardedQuery,
+    SqlRefused,
+    guard_sql,
+)
 
 # (statement, rule the refusal must name)
 REFUSED: list[tuple[str, str]] = [

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tools.sql_guard import SqlRefused, allowed_functions, function_examples, guard_sql
+from mediavault.tools.business_db.sql_guard import (
+    SqlRefused,
+    allowed_functions,
+    function_examples,
+    guard_sql,
+)
 
 # (statement, rule the refusal must name)
 REFUSED: list[tuple[str, str]] = [

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from agent.api import ReviewDecision, resume, triage_email
-from agent.audit import read_events, verify_audit_log
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from agent.rules_model import RulesChatModel
-from agent.scripted_model import ScriptedChatModel, tool_call_message
-from graph.builder import NODE_NAMES, build_graph
+from mediavault.agent.api import ReviewDecision, resume, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.models.rules_model import RulesChatModel
+from mediavault.agent.models.scripted_model import ScriptedChatModel, tool_call_message
+from mediavault.agent.stores.audit import read_events, verify_audit_log
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.graph.builder import NODE_NAMES, build_graph
+from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
@@ -202,13 +202,13 @@ def test_a_model_that_drafts_a_reply_to_a_sue_email_is_denied_and_escalated(
 @pytest.fixture
 def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Record every tool execution (tool name, call id) at the tool implementations."""
-    import graph.gates
-    import graph.nodes
+    import mediavault.graph.gates
+    import mediavault.graph.nodes
 
     log: list[tuple[str, str]] = []
-    real_investigation = graph.gates.run_investigation_tool
-    real_prepare = graph.nodes.prepare_draft
-    real_build = graph.nodes.build_ticket
+    real_investigation = mediavault.graph.gates.run_investigation_tool
+    real_prepare = mediavault.graph.nodes.prepare_draft
+    real_build = mediavault.graph.nodes.build_ticket
 
     def recording_investigation(tool: str, args: Any, env: Any) -> Any:
         log.append((tool, "investigation"))
@@ -222,9 +222,9 @@ def executed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         log.append(("create_escalation_ticket", "ticket"))
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(graph.gates, "run_investigation_tool", recording_investigation)
-    monkeypatch.setattr(graph.nodes, "prepare_draft", recording_prepare)
-    monkeypatch.setattr(graph.nodes, "build_ticket", recording_build)
+    monkeypatch.setattr(mediavault.graph.gates, "run_investigation_tool", recording_investigation)
+    monkeypatch.setattr(mediavault.graph.nodes, "prepare_draft", recording_prepare)
+    monkeypatch.setattr(mediavault.graph.nodes, "build_ticket", recording_build)
     return log
 
 
@@ -259,7 +259,7 @@ def test_a_call_waiting_for_review_runs_only_after_approval_even_across_resume(
     assert ("run_sql_query", "investigation") not in executed
     from langgraph.types import Command
 
-    from agent.api import _compiled_graph, _config
+    from mediavault.agent.api import _compiled_graph, _config
 
     with _compiled_graph(strict) as graph:
         graph.invoke(
@@ -275,7 +275,7 @@ def test_a_rejected_call_never_executes(context: Context, executed: list[tuple[s
     first = triage_email(_inbox_email("msg-006"), context=strict)
     from langgraph.types import Command
 
-    from agent.api import _compiled_graph, _config
+    from mediavault.agent.api import _compiled_graph, _config
 
     with _compiled_graph(strict) as graph:
         graph.invoke(
@@ -469,7 +469,7 @@ def test_a_reviewer_can_escalate_instead(context: Context) -> None:
 
 
 def test_the_readme_diagram_is_generated_from_the_graph() -> None:
-    from graph.builder import readme_with_diagram
+    from mediavault.graph.builder import readme_with_diagram
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "```mermaid" in readme

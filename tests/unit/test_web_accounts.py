@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.context import ConfigurationError, Context
-from agent.web.accounts import (
+from mediavault.agent.web.accounts import (
     AccountError,
     ReviewerAccounts,
     add_reviewer,
     remove_reviewer,
     reviewer_names,
 )
-from agent.web.auth import safe_next
-from agent.web.settings import ConsoleSettings
+from mediavault.agent.web.auth import safe_next
+from mediavault.agent.web.settings import ConsoleSettings
+from mediavault.cli import app
+from mediavault.graph.context import ConfigurationError, Context
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 
-from agent.web.charts import horizontal_bars, stacked_columns
+from mediavault.agent.web.charts import horizontal_bars, stacked_columns
 
 
 def _bar_widths(svg: str) -> list[float]:

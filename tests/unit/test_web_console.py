@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import runpy
 import shutil
 import threading
 from collections.abc import Iterator
@@ -16,15 +17,15 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from agent.api import triage_email
-from agent.audit import read_events
-from agent.case_store import CaseStore
-from agent.context import Context
-from agent.inbox import read_inbox_csv
-from agent.review_desk import show_case
-from agent.web import ConsoleSettings, api_routes, create_app, pages
-from agent.web.accounts import add_reviewer, remove_reviewer
-from tools.policy_retrieval import default_policy_library
+from mediavault.agent.api import triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
+from mediavault.agent.ops.review_desk import show_case
+from mediavault.agent.stores.audit import read_events
+from mediavault.agent.stores.case_store import CaseStore
+from mediavault.agent.web import ConsoleSettings, api_routes, create_app, pages
+from mediavault.agent.web.accounts import add_reviewer, remove_reviewer
+from mediavault.graph.context import Context
+from mediavault.tools.policy_retrieval import default_policy_library
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORDS = {"alice": "alice-reviews-drafts", "bob": "bob-reviews-drafts-too"}
@@ -640,6 +641,16 @@ def test_the_package_ships_the_templates_and_styles() -> None:
     assert files
     # Every template and style file matches a package-data pattern of its folder...
     assert all(any(p.match(pattern) for pattern in patterns) for p in files)
-    # ...and the folders themselves are found as (namespace) packages of agent.
-    find = config["packages"]["find"]
-    assert find["namespaces"] is True and "agent*" in find["include"]
+    # ...and the folders themselves are found as (namespace) packages of mediavault.agent.
+    import setuptools
+
+    captured: dict[str, object] = {}
+    original = setuptools.setup
+    setuptools.setup = lambda **kwargs: captured.update(kwargs)  # type: ignore[assignment]
+    try:
+        runpy.run_path(str(REPO / "setup.py"))
+    finally:
+        setuptools.setup = original
+    packages = captured["packages"]
+    assert isinstance(packages, list)
+    assert {"mediavault.agent.web.templates", "mediavault.agent.web.static"} <= set(packages)

@@ -1,0 +1,1 @@
+"""The `mediavault` operator CLI: thin typer commands over the library's functions."""

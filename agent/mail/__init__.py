@@ -1,0 +1,1 @@
+"""Mail in and out: inbox adapters (CSV, .eml, mbox, Maildir) and the outbox of approved replies."""

@@ -1,0 +1,123 @@
+"""Model factory: turn a model name from the settings into a LangChain chat model.
+
+Models are built lazily inside graph nodes, never at import time, so the graph (and
+``langgraph dev``) starts without any API key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel
+
+from mediavault.graph.context import ConfigurationError, Context
+
+#: Per-request timeout and retries for hosted models. 429, 5xx and timed-out requests are retried
+#: with exponential backoff (0.5 s, 1 s, 2 s, ... capped at 8 s, or the server's Retry-After);
+#: once retries are exhausted the graph escalates the email with "model unavailable: ...".
+OPENAI_TIMEOUT_SECONDS = 60.0
+OPENAI_MAX_RETRIES = 3
+
+#: Environment variables that tune the hosted-model client (read when a model is built).
+MODEL_TIMEOUT_ENV = "MEDIAVAULT_MODEL_TIMEOUT"
+MODEL_MAX_RETRIES_ENV = "MEDIAVAULT_MODEL_MAX_RETRIES"
+
+
+def build_chat_model(name: str) -> BaseChatModel:
+    """``rules`` (offline, deterministic) or ``openai:<model>`` (any OpenAI-compatible server)."""
+    spec = name.strip()
+    if spec == "rules":
+        from mediavault.agent.models.rules_model import RulesChatModel
+
+        return RulesChatModel()
+    if spec.startswith("openai:"):
+        model = spec.removeprefix("openai:").strip()
+        if not model:
+            raise ConfigurationError("`openai:` needs a model name, e.g. openai:gpt-4o-mini")
+        return _openai_model(model)
+    raise ConfigurationError(f"unknown model {name!r}; use `rules` or `openai:<model>`")
+
+
+def _openai_model(model: str) -> BaseChatModel:
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    api_key = os.environ.get("OPENAI_API_KEY") or None
+    if api_key is None and base_url is None:
+        raise ConfigurationError(
+            f"model openai:{model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+            "OpenAI-compatible server)"
+        )
+    from langchain_openai import ChatOpenAI
+
+    options: dict[str, Any] = {
+        "model": model,
+        "timeout": model_timeout_seconds(),
+        "max_retries": model_max_retries(),
+        "temperature": 0,
+        # Local servers (vLLM, llama.cpp, Ollama) accept any key; the client insists on one.
+        "api_key": api_key or "not-needed",
+    }
+    if base_url:
+        options["base_url"] = base_url
+    return ChatOpenAI(**options)
+
+
+def model_timeout_seconds() -> float:
+    """Seconds one model request may take (``MEDIAVAULT_MODEL_TIMEOUT``, default 60)."""
+    raw = os.environ.get(MODEL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return OPENAI_TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:  # also rejects nan and inf
+        raise ConfigurationError(
+            f"{MODEL_TIMEOUT_ENV}={raw!r} is not a number of seconds between 0 and 3600"
+        )
+    return seconds
+
+
+def model_max_retries() -> int:
+    """Retries after a 429, 5xx or timed-out request (``MEDIAVAULT_MODEL_MAX_RETRIES``, default 3).
+
+    Zero turns retries off; more than 10 would keep an email waiting for minutes.
+    """
+    raw = os.environ.get(MODEL_MAX_RETRIES_ENV, "").strip()
+    if not raw:
+        return OPENAI_MAX_RETRIES
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or int(raw) > 10:
+        raise ConfigurationError(
+            f"{MODEL_MAX_RETRIES_ENV}={raw!r} is not a whole number of retries from 0 to 10"
+        )
+    return int(raw)
+
+
+def structured_output(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:
+    """``model`` answering with an instance of ``schema``.
+
+    A model served over the OpenAI API answers through a forced tool call
+    (``function_calling``) rather than a ``json_schema`` response format: every server this
+    agent can use supports tool calls, since the investigation needs them, while many
+    OpenAI-compatible servers lack strict response formats, and the client's response-format
+    path costs about twice the CPU per call.
+    """
+    openai = sys.modules.get("langchain_openai")  # loaded if, and only if, such a model exists
+    if openai is not None and isinstance(model, openai.ChatOpenAI):
+        forced: Runnable[Any, Any] = model.with_structured_output(schema,
+                                                                  method="function_calling")
+        return forced
+    return model.with_structured_output(schema)
+
+
+def chat_model_for(context: Context) -> BaseChatModel:
+    """The chat model a run uses: the one passed in from Python, else the configured name."""
+    if context.chat_model is not None:
+        if not isinstance(context.chat_model, BaseChatModel):
+            raise ConfigurationError("chat_model must be a LangChain BaseChatModel")
+        return context.chat_model
+    return build_chat_model(context.model)

@@ -1,0 +1,1 @@
+"""Operations: batches, the worker queue, the review desk and pilot metrics."""

@@ -1,0 +1,131 @@
+"""`mediavault eval`: run labelled datasets through the agent and report how it did.
+
+A thin layer over :mod:`evals`: load the datasets, run them (``--k`` times each), score, write
+results.jsonl, summary.md, summary.json and report.html, and print the headline figures.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mediavault.graph.context import ConfigurationError, Context, parse_business_date
+
+#: Exit code for bad input: an unreadable dataset, a missing database, an unknown model.
+EXIT_BAD_INPUT = 2
+
+_err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(Text(f"error: {message}", style="bold red"))
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _default_out(home: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return home / "evals" / f"run-{stamp}"
+
+
+def eval_command(
+    dataset: Annotated[
+        list[Path] | None,
+        typer.Option("--dataset", help="A JSONL dataset; repeat for several (default: the "
+                     "project's demo dataset)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Any Sakila database: a SQLite file or a postgresql:// DSN "
+                     "(default: a demo database, seed 42, built for the run)."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Business date YYYY-MM-DD (e.g. 2006-02-20 for the "
+                     "original Sakila)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="`rules` or `openai:<model>` (MEDIAVAULT_MODEL).")
+    ] = None,
+    k: Annotated[
+        int, typer.Option("--k", min=1, max=50, help="Runs per case; pass^k needs all to pass.")
+    ] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default: "
+                     "$MEDIAVAULT_HOME/evals/run-<time>)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary figures as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Run labelled eval datasets through the triage graph (review mode none) and score them."""
+    from mediavault.evals.dataset import DEMO_DATASET, DatasetError, load_dataset
+    from mediavault.evals.report import write_report
+    from mediavault.evals.runner import EvalOptions, run_eval
+    from mediavault.evals.scoring import score_run
+
+    try:
+        context = Context().with_overrides(model=model)
+        day = parse_business_date(as_of)
+    except ConfigurationError as problem:
+        _fail(str(problem))
+    paths = dataset or [DEMO_DATASET]
+    try:
+        datasets = [load_dataset(path) for path in paths]
+    except DatasetError as problem:
+        _fail(str(problem))
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        _fail("two datasets share a file name; results are keyed by it, rename one")
+    options = EvalOptions(db=db, as_of=day, model=context.model, k=k)
+    total = sum(len(d.cases) for d in datasets) * k
+    done = 0
+
+    def progress(case: object, observation: object) -> None:
+        nonlocal done
+        done += 1
+        if not as_json and (done % 25 == 0 or done == total):
+            _err.print(f"{done}/{total} emails triaged", style="dim")
+
+    try:
+        run = run_eval(datasets, options, progress=progress)
+    except ConfigurationError as problem:
+        _fail(str(problem))
+    scored = score_run(run)
+    files = write_report(scored, out or _default_out(context.home))
+    summary = scored.summary
+    if as_json:
+        typer.echo(json.dumps({**summary, "outputs": {
+            "results": str(files.results), "summary": str(files.summary_markdown),
+            "report": str(files.report_html)}}, indent=2))
+        return
+    _print_summary(summary)
+    for case, observation, score in scored.failing():
+        _err.print(Text(f"FAIL {case.id} (run {observation.run}): " + "; ".join(score.failures),
+                        style="yellow"))
+    console = Console(highlight=False)
+    for note in summary["notes"]:
+        console.print(note)
+    console.print(f"Results: {files.results}\nSummary: {files.summary_markdown}\n"
+                  f"Report:  {files.report_html}")
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    from mediavault.evals.report import overall_table, safety_table
+
+    console = Console(highlight=False)
+    for title, (headers, rows) in (("Eval results", overall_table(summary)),
+                                   ("Safety", safety_table(summary))):
+        table = Table(title=title, show_header=True, header_style="bold")
+        for header in headers:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)

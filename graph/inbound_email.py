@@ -1,0 +1,85 @@
+"""The inbound email model: what every inbox adapter produces and the graph consumes."""
+
+from __future__ import annotations
+
+import re
+from contextlib import suppress
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_sender
+
+#: Bodies longer than this are cut, with a visible marker, before anything reads them.
+MAX_BODY_CHARS = 20_000
+TRUNCATION_MARKER = "\n[... message truncated by MediaVault: {dropped} characters omitted ...]"
+
+def cap_text(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit)
+
+
+class InboundEmail(BaseModel):
+    """A support email as received, validated and size-capped.
+
+    ``sender`` is the bare address (lower case); ``sender_name`` the display name, if any.
+    ``sender_verified`` says whether the transport vouched for the address (a CSV export from
+    the help desk is trusted; raw mail needs DMARC). An unverified sender gets catalog data only.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, str_strip_whitespace=False)
+
+    email_id: EmailId
+    received_at: datetime
+    sender: str = Field(alias="from")
+    sender_name: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str | None = None
+    message_id: str | None = None
+    sender_verified: bool = True
+    #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
+    input_flags: tuple[str, ...] = ()
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _normalise_sender(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("sender must be a string")
+        return split_sender(value)[1]
+
+    @field_validator("subject", mode="before")
+    @classmethod
+    def _one_line_subject(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        # A CR/LF in a subject must never split a header, a log line or a table row.
+        text = re.sub(r"[\r\n\t]+", " ", text).strip()
+        return cap_text(text, MAX_SUBJECT_CHARS)
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _capped_body(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        return cap_text(text.replace("\r\n", "\n").replace("\r", "\n"), MAX_BODY_CHARS)
+
+    @field_validator("in_reply_to", "message_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text or None
+
+    @classmethod
+    def from_fields(cls, **fields: object) -> InboundEmail:
+        """Build from loosely typed fields (CSV rows, JSON): ``from`` may carry a display name."""
+        raw_from = fields.get("from", fields.get("sender"))
+        if isinstance(raw_from, str) and "sender_name" not in fields:
+            # The model validator reports a bad address with its field name.
+            with suppress(ValueError):
+                fields["sender_name"] = split_sender(raw_from)[0]
+        fields.pop("sender", None)
+        fields["from"] = raw_from
+        return cls.model_validate(fields)

@@ -1,0 +1,5 @@
+"""``python -m mediavault``: the operator CLI."""
+
+from mediavault.cli import app
+
+app()

@@ -1,0 +1,1 @@
+"""The business database: SQL guard, scoped sessions (SQLite, Postgres), demo data, dates."""

@@ -1,0 +1,1 @@
+"""Customer replies: the draft request, the rendered reply and its validation."""
