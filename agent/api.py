@@ -21,12 +21,10 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
-from mediavault.graph.audit_trail import write_events
-from mediavault.graph.builder import compile_with_checkpointer
+from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
 from mediavault.graph.nodes import thread_id_for
-from mediavault.graph.services import services_for
 
 _THREAD_ID = re.compile(r"email-[0-9a-f]{24}")
 
@@ -342,7 +340,9 @@ def write_stranded_audit_events(context: Context, thread_id: str) -> None:
             values = graph.get_state(_config(thread_id)).values or {}
     except Exception:  # the checkpoint store itself failed: there is nothing to read back,
         return  # and the failure being recorded must not be lost to a second one
-    write_events(context, values.get("audit_pending") or [])
+    pending = values.get("audit_pending") or []
+    if pending:
+        services_for(context).audit.append_prepared(pending)
 
 
 _DECISION_LOCKS: dict[str, threading.Lock] = {}

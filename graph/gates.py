@@ -22,7 +22,7 @@ from langgraph.types import interrupt
 from mediavault.graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
 from mediavault.graph.audit_trail import record_event
 from mediavault.graph.context import Context
-from mediavault.graph.services import services_for
+from mediavault.graph.ports import node_services
 from mediavault.graph.state import EvidenceRecord, GateVerdictRecord, TriageState
 from mediavault.tools.agent_tools import (
     ARGUMENT_SCHEMAS,
@@ -31,6 +31,7 @@ from mediavault.tools.agent_tools import (
     parse_arguments,
     run_investigation_tool,
 )
+from mediavault.tools.fingerprint import digest
 
 
 def last_ai_message(messages: Sequence[AnyMessage]) -> AIMessage | None:
@@ -211,7 +212,7 @@ def investigation_environment(
     One scoped session serves every approved call of the node (opened on the first query,
     closed when the node ends): building the sender's scope is most of a query's cost.
     """
-    services = services_for(runtime.context)
+    services = node_services(runtime)
     customer = customer_identity(state)
     with ExitStack() as stack:
         sessions: list[Any] = []
@@ -305,8 +306,6 @@ def _run_approved_calls(
 
 
 def _digest(value: object) -> str:
-    from mediavault.agent.stores.audit import digest
-
     return digest(value)
 
 

@@ -339,7 +339,7 @@ def _checkpoint_state(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The thread's latest state and the requests it waits on (empty when never checkpointed)."""
     from mediavault.agent.stores.checkpoints import open_checkpointer, uses_postgres_state
-    from mediavault.graph.builder import build_graph
+    from mediavault.agent.wiring import build_graph
 
     if not uses_postgres_state(context) and not context.checkpoint_path.exists():
         return {}, []

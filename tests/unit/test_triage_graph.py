@@ -18,7 +18,8 @@ from mediavault.agent.models.rules_model import RulesChatModel
 from mediavault.agent.models.scripted_model import ScriptedChatModel, tool_call_message
 from mediavault.agent.stores.audit import read_events, verify_audit_log
 from mediavault.agent.stores.case_store import CaseStore
-from mediavault.graph.builder import NODE_NAMES, build_graph
+from mediavault.agent.wiring import build_graph
+from mediavault.graph.builder import NODE_NAMES
 from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
