@@ -520,3 +520,23 @@ def test_an_email_too_long_to_read_in_full_goes_to_a_person(context: Context) ->
     assert result.ticket is not None
     assert "too long to check in full" in result.ticket["escalation_reason"]
     assert _count(context, "drafts") == 0
+
+
+@pytest.mark.parametrize("source", ["dict", "record"])
+def test_the_stored_truncation_marker_counts_the_characters_really_omitted(
+    context: Context, source: str
+) -> None:
+    # The API validates the email and the graph's ingest reads it again: the cap must apply
+    # once, so the stored marker names the characters the customer wrote beyond it.
+    from mediavault.agent.stores.case_store import CaseStore
+    from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
+
+    body = "Where is my refund? " * 1100  # 22,000 characters
+    fields = _email("long-marker", "Refund", body)
+    email = InboundEmail.from_fields(**fields) if source == "record" else fields
+    triage_email(email, context=context)
+    stored = CaseStore(context.cases_path).get_case("long-marker")
+    assert stored is not None
+    omitted = len(body) - MAX_BODY_CHARS
+    assert stored.email.body == body[:MAX_BODY_CHARS] + TRUNCATION_MARKER.format(dropped=omitted)
+    assert stored.email.body.count("characters omitted") == 1
