@@ -122,6 +122,7 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
     approved: list[dict[str, Any]] = []
     log: list[GateVerdictRecord] = []
     budget_note: str | None = None
+    must_escalate: str | None = None
     for call, verdict in verdicts:
         call_id = str(call.get("id") or "")
         log.append({"phase": phase, "tool_call_id": call_id, "tool": str(call.get("name")),
@@ -129,8 +130,10 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         if verdict.verdict == "allow":
             approved.append({"id": call_id, "name": call["name"], "args": call.get("args") or {}})
         else:
-            if "budget exhausted" in verdict.reason:
+            if verdict.code == "budget_exhausted":
                 budget_note = f"tool call budget of {context.max_tool_calls} exhausted"
+            elif verdict.code == "must_escalate" and must_escalate is None:
+                must_escalate = verdict.reason
             tool_messages.append(ToolMessage(
                 content=f"Denied by the approval gate: {verdict.reason}",
                 tool_call_id=call_id or "missing-id",
@@ -143,6 +146,8 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         update["messages"] = tool_messages
     if budget_note and phase == "investigate":
         update["budget_exceeded"] = budget_note
+    if must_escalate and phase == "draft":
+        update.update(must_escalate=True, escalation_reason=must_escalate)
     return update
 
 

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from mediavault.graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
+from mediavault.graph.approval_gate import judge_tool_call, needs_human_review
 from mediavault.graph.audit_trail import record_event, write_pending
 from mediavault.graph.context import Context
 from mediavault.graph.decision import TriageDecision, enforce_decision
@@ -398,7 +398,7 @@ def draft(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         response = _invoke(model, [*state["messages"], _instruction("draft", extra)], state,
                            runtime, "draft")
     except Exception as problem:
-        return {"draft_attempts": attempts,
+        return {"draft_attempts": attempts, "must_escalate": True,
                 "escalation_reason": f"model unavailable while drafting: {_short(problem)}"}
     return {"messages": [response], "draft_attempts": attempts}
 
@@ -409,7 +409,7 @@ def _retries_left(state: TriageState, context: Context) -> bool:
 
 def route_after_draft(state: TriageState, runtime: Runtime[Context]) -> str:
     message = last_ai_message(state.get("messages", []))
-    if str(state.get("escalation_reason") or "").startswith("model unavailable"):
+    if state.get("must_escalate"):
         return "escalate"
     if message is not None and (message.tool_calls or message.invalid_tool_calls):
         return "draft_gate"
@@ -420,8 +420,8 @@ def draft_gate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """The approval gate before the draft tool."""
     update = run_gate(state, runtime, "draft")
     denials = [r["reason"] for r in update["gate_log"] if r["verdict"] != "allow"]
-    if any(MUST_ESCALATE in reason for reason in denials):
-        update["escalation_reason"] = next(r for r in denials if MUST_ESCALATE in r)
+    if update.get("must_escalate"):
+        pass  # the gate gave the reason: the safety check forced an escalation
     elif denials and not update["approved_calls"]:
         update["draft_problems"] = denials
         if not _retries_left(state, runtime.context):
@@ -432,8 +432,7 @@ def draft_gate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
 def route_after_draft_gate(state: TriageState, runtime: Runtime[Context]) -> str:
     if state.get("approved_calls"):
         return "draft_tool"
-    reason = state.get("escalation_reason") or ""
-    if MUST_ESCALATE in reason or not _retries_left(state, runtime.context):
+    if state.get("must_escalate") or not _retries_left(state, runtime.context):
         return "escalate"
     return "draft"
 
