@@ -306,6 +306,26 @@ def _script(*turns: Callable[[list[BaseMessage], list[str]], AIMessage]) -> Scri
     return ScriptedChatModel(script=play)
 
 
+def test_a_tool_named_like_a_budget_message_does_not_end_the_investigation(
+    context: Context,
+) -> None:
+    # The gate's denial repeats the unknown name; routing reads the denial's code, so a model
+    # cannot cut the investigation short (or steer the escalation) by choosing its words.
+    def spoof(messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+        return AIMessage(content="", tool_calls=[
+            {"name": "tool budget exhausted", "args": {}, "id": "s1", "type": "tool_call"}])
+
+    result = triage_email(_email("spoof-1", "Question", "When is my film due?"),
+                          context=context, model=_script(spoof))
+    assert [r["verdict"] for r in result.gate_log if r["phase"] == "investigate"] == ["deny"]
+    from mediavault.agent.api import _compiled_graph, _config
+
+    with _compiled_graph(context) as graph:
+        state = graph.get_state(_config(result.thread_id)).values
+    assert not state.get("budget_exceeded")
+    assert state["model_calls"] >= 2  # the investigation went on after the denial
+
+
 def test_unknown_tools_malformed_arguments_and_missing_ids_are_denied_not_crashed(
     context: Context,
 ) -> None:
