@@ -40,16 +40,14 @@ _Node = TypeVar("_Node", bound=Callable[..., Any])
 def record_event(runtime: Runtime[Context], action: str, **fields: Any) -> None:
     """Check and stamp one event now; the node's state update carries it to the log.
 
-    ``fields`` are those of :meth:`graph.ports.AuditSink.prepare`. Outside a node (nothing is
-    gathering) the event is appended at once.
+    ``fields`` are those of :meth:`graph.ports.AuditSink.prepare`. Only a node of a graph
+    from ``build_graph(services=...)`` records events (it has the audit sink and gathers them).
     """
-    audit = node_services(runtime).audit
-    event = audit.prepare(action, **fields)
+    event = node_services(runtime).audit.prepare(action, **fields)
     gathered = _GATHERED.get()
-    if gathered is None:
-        audit.append_prepared([event])
-    else:
-        gathered.append(event)
+    if gathered is None:  # node_services found a node run, which always gathers
+        raise RuntimeError("audit events are recorded inside a graph node only")
+    gathered.append(event)
 
 
 def write_events(audit: AuditSink, events: Iterable[Mapping[str, object]]) -> None:
