@@ -20,6 +20,7 @@ The application connects as ``mediavault_agent`` (provisioned by ``mediavault db
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import date
@@ -33,11 +34,18 @@ from mediavault.tools.business_db.postgres_loader import (
     BUSINESS_DATE_SETTING,
     CATALOG_TABLES,
     CATALOG_VIEWS,
-    CUSTOMER_SETTING,
     PRIVATE_SCHEMA,
     SCOPE_VIEWS,
     dsn_for_role,
     redact_dsn,
+)
+from mediavault.tools.business_db.scope_token import (
+    IDENTIFY_BACKEND_SQL,
+    SCOPE_SETTING,
+    Backend,
+    ScopeKeyError,
+    scope_key_from_environment,
+    sign_scope,
 )
 from mediavault.tools.business_db.scoped_session import (
     DialectConnection,
@@ -56,6 +64,9 @@ from mediavault.tools.business_db.sessions import (
 _T = TypeVar("_T")
 #: How long after the time budget the client gives up waiting for the server's own timeout.
 CLIENT_GRACE_SECONDS = 0.5
+#: How long a signed scope token stays valid after its transaction began (clock skew between
+#: the application and the server is measured at connect and taken out).
+SCOPE_TOKEN_SECONDS = 120
 CONNECT_TIMEOUT_SECONDS = 10
 
 #: Account data by name, for a friendly refusal before the server's own.
@@ -113,29 +124,41 @@ class PostgresScopedConnection(DialectConnection):
 
     def __init__(
         self, dsn: str, customer: CustomerIdentity | None, *,
-        time_budget_seconds: float = 2.0, max_rows: int = 100,
+        time_budget_seconds: float = 2.0, max_rows: int = 100, scope_key: bytes | None = None,
     ) -> None:  # fmt: skip
         # The result size cap is the shared one.
         super().__init__(customer, time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self._psycopg = _psycopg()
+        self._scope_key = _required_scope_key(scope_key)
         self.connection = _connect(dsn)
         try:
+            self._backend, self._clock_offset, self._timeout_ceiling_ms = _identify(
+                self.connection
+            )
             self.contacts = self._check_identity()
         except BaseException:
             self.connection.close()
             raise
 
-    def _scope_value(self) -> str:
-        # An int from a verified identity, never text from the model; '' fails closed.
-        return "" if self.customer is None else str(int(self.customer.customer_id))
+    def _scope_token(self) -> str:
+        """A token for this backend and the verified customer; '' (no rows) when unverified.
+
+        The id is an int from a verified identity, never text from the model."""
+        if self.customer is None:
+            return ""
+        expires = time.time() + self._clock_offset + SCOPE_TOKEN_SECONDS
+        return sign_scope(
+            self._scope_key, int(self.customer.customer_id), self._backend, int(expires)
+        )
 
     def _begin(self) -> None:
         sql = self._psycopg.sql
-        budget_ms = max(1, int(self.time_budget_seconds * 1000))
+        # Never above the role's own timeout: the server refuses a session that raised it.
+        budget_ms = max(1, min(int(self.time_budget_seconds * 1000), self._timeout_ceiling_ms))
         self.connection.execute("BEGIN TRANSACTION READ ONLY")
         self.connection.execute(
             sql.SQL("SET LOCAL {} = {}").format(
-                sql.Identifier(*CUSTOMER_SETTING.split(".")), sql.Literal(self._scope_value())
+                sql.Identifier(*SCOPE_SETTING.split(".")), sql.Literal(self._scope_token())
             )
         )
         self.connection.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(budget_ms))
@@ -200,6 +223,26 @@ class PostgresScopedConnection(DialectConnection):
             self.connection.close()
 
 
+def _required_scope_key(scope_key: bytes | None) -> bytes:
+    if scope_key is not None:
+        return scope_key
+    try:
+        return scope_key_from_environment()
+    except ScopeKeyError as error:
+        raise BusinessDatabaseError(str(error)) from None
+
+
+def _identify(connection: Any) -> tuple[Backend, float, int]:
+    """The backend a connection talks to, the server clock's offset from ours (seconds) and
+    the session's statement timeout as the role set it (ms; 0 read as no ceiling)."""
+    pid, started_us, server_now = connection.execute(IDENTIFY_BACKEND_SQL).fetchone()
+    timeout = connection.execute(
+        "SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'statement_timeout'"
+    ).fetchone()[0]
+    ceiling = int(timeout) if timeout else 2**31 - 1
+    return Backend(int(pid), int(started_us)), float(server_now) - time.time(), ceiling
+
+
 def _connect(dsn: str) -> Any:
     psycopg = _psycopg()
     try:
@@ -225,9 +268,13 @@ class PostgresBusinessDatabase(DialectDatabase):
         "extract(day from ...), date_trunc('month', ...).",
     )
 
-    def __init__(self, dsn: str, *, time_budget_seconds: float = 2.0, max_rows: int = 100) -> None:
+    def __init__(
+        self, dsn: str, *, time_budget_seconds: float = 2.0, max_rows: int = 100,
+        scope_key: bytes | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self.dsn = dsn
+        self.scope_key = _required_scope_key(scope_key)
         self.described, self.business_date_setting = self._inspect()
 
     def __repr__(self) -> str:
@@ -238,6 +285,7 @@ class PostgresBusinessDatabase(DialectDatabase):
         connection = _connect(self.dsn)
         try:
             _refuse_privileged_role(connection, self.dsn)
+            _check_scope_key(connection, self.scope_key, self.dsn)
             names = [*CATALOG_TABLES, *CATALOG_VIEWS, *SCOPE_VIEWS]
             rows = connection.execute(
                 "SELECT c.table_name, c.column_name, c.data_type, t.table_type "
@@ -310,8 +358,30 @@ class PostgresBusinessDatabase(DialectDatabase):
     def _scoped_connection(self, customer: CustomerIdentity | None) -> PostgresScopedConnection:
         return PostgresScopedConnection(
             self.dsn, customer, time_budget_seconds=self.time_budget_seconds,
-            max_rows=self.max_rows,
+            max_rows=self.max_rows, scope_key=self.scope_key,
         )  # fmt: skip
+
+
+def _check_scope_key(connection: Any, key: bytes, dsn: str) -> None:
+    """Refuse a key that is not the one ``db init`` stored: every verified sender would
+    otherwise find no account of their own."""
+    errors = _psycopg().errors
+    backend, offset, _ = _identify(connection)
+    token = sign_scope(key, 1, backend, int(time.time() + offset + SCOPE_TOKEN_SECONDS))
+    try:
+        (answer,) = connection.execute(
+            f"SELECT {PRIVATE_SCHEMA}.scope_customer_id(%s, %s)", [token, backend.started_us]
+        ).fetchone()
+    except errors.UndefinedFunction:
+        raise BusinessDatabaseError(
+            f"{redact_dsn(dsn)} was provisioned by an older version without signed scopes; "
+            "provision it again with `mediavault db init --postgres ADMIN_DSN --force`"
+        ) from None
+    if answer != 1:
+        raise BusinessDatabaseError(
+            f"MEDIAVAULT_SCOPE_KEY is not the key `db init` stored in {redact_dsn(dsn)}; set "
+            "the value it printed (or provision again with the key you have)"
+        )
 
 
 def _refuse_privileged_role(connection: Any, dsn: str) -> None:
