@@ -181,6 +181,26 @@ def test_a_session_that_loosens_its_limits_is_refused_until_it_resets_them(
     assert agent.execute("SELECT count(*) FROM film").fetchone()[0] > 0
 
 
+def test_the_ceilings_are_the_roles_own_settings(deployment: Deployment) -> None:
+    """An operator changes a limit where the docs say (ALTER ROLE ... IN DATABASE ... SET):
+    the check follows at once, for sessions already open too."""
+    database = psycopg.conninfo.conninfo_to_dict(deployment.agent_dsn)["dbname"]
+    alter = f'ALTER ROLE mediavault_agent IN DATABASE "{database}"'
+    with psycopg.connect(deployment.agent_dsn, autocommit=True) as agent:
+        agent.execute("SET statement_timeout = '4s'")  # under the provisioned 5 s
+        assert agent.execute("SELECT count(*) FROM film").fetchone()[0] > 0
+        with psycopg.connect(deployment.admin_dsn, autocommit=True) as admin:
+            admin.execute(f"{alter} SET statement_timeout = '3s'")
+        try:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="statement_timeout"):
+                agent.execute("SELECT count(*) FROM film")
+            agent.execute("SET statement_timeout = '3000ms'")
+            assert agent.execute("SELECT count(*) FROM film").fetchone()[0] > 0
+        finally:
+            with psycopg.connect(deployment.admin_dsn, autocommit=True) as admin:
+                admin.execute(f"{alter} SET statement_timeout = '5s'")
+
+
 def test_the_application_needs_the_key_db_init_stored(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:

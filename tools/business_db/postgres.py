@@ -7,11 +7,13 @@ The application connects as ``mediavault_agent`` (provisioned by ``mediavault db
   account table, no CREATE, no TEMP and no ``set_config``. Opening the database refuses a
   role that is a superuser, bypasses row security, owns the tables or may write to them;
 * every query runs in a transaction the application opens ``READ ONLY``, in which the
-  application itself sets the verified customer id (``SET LOCAL mediavault.customer_id``)
-  and a ``statement_timeout``, and which it rolls back afterwards, so nothing a query does to
-  the session outlives it;
-* the account tables are under ``FORCE ROW LEVEL SECURITY``: with the setting unset or empty
-  they show no row at all, with it set they show that customer's rows only;
+  application itself binds the verified customer (``SET LOCAL mediavault.scope`` to a token
+  signed with ``MEDIAVAULT_SCOPE_KEY`` for this connection's server backend) and a
+  ``statement_timeout``, and which it rolls back afterwards, so nothing a query does to the
+  session outlives it;
+* the account tables are under ``FORCE ROW LEVEL SECURITY``: without a valid token they show
+  no row at all, with one they show that customer's rows only; a session that loosened its
+  timeouts or memory settings is refused every read;
 * the query is sent with the extended protocol, which carries exactly one statement, and its
   rows are streamed and cut at the row and size caps; a watchdog cancels it client-side if the
   server has not stopped it shortly after its time budget.

@@ -11,15 +11,19 @@ and in one transaction:
 2. creates the 16 Sakila tables with PostgreSQL types and loads the demo data or any Sakila
    SQLite file, then adds keys, indexes and Sakila's views;
 3. turns on ``FORCE ROW LEVEL SECURITY`` for the account tables (customer, address, rental,
-   payment, staff) with policies bound to the per-transaction setting
-   ``mediavault.customer_id``: unset, empty or malformed, it matches no row (fail closed);
+   payment, staff) with policies bound to a signed scope token in the per-transaction setting
+   ``mediavault.scope``: only a token signed with the application's key for this very backend
+   (see :mod:`.scope_token`) names a customer; the bare setting, a forged, expired or
+   replayed token matches no row (fail closed). The key's HMAC pads sit in a table only a
+   SECURITY DEFINER function reads;
 4. creates the scope views ``my_account``, ``my_rentals`` and ``my_payments`` (security
    barrier views over the row-secured tables, with the same columns as on SQLite, so the
    agent's SQL is the same on both);
 5. grants the agent SELECT on the catalog tables and the scope views, and nothing else: no
-   account table, no CREATE, no TEMP, no ``set_config`` (so a single SELECT cannot switch
-   the customer id the application set); and gives the agent role a ``statement_timeout``,
-   an ``idle_in_transaction_session_timeout`` and read-only transactions by default.
+   account table, no CREATE, no TEMP, no ``set_config``; and gives the agent role timeouts,
+   memory settings and read-only transactions by default. Any role may SET its own timeouts
+   and ``work_mem``, so row security on every business table (catalog tables included)
+   refuses each read in an agent session that disabled or raised one of them.
 
 The business date is stored as the database default of ``mediavault.business_date``.
 """
@@ -290,13 +294,28 @@ _FUNCTIONS = (
 )
 
 
+#: pg_settings' base units (ms, kB) per unit a role setting may be written in.
+_UNIT_FACTORS = (
+    ("", 1), ("us", 0.001), ("ms", 1), ("s", 1000), ("min", 60_000), ("h", 3_600_000),
+    ("d", 86_400_000), ("B", 1 / 1024), ("kB", 1), ("MB", 1024), ("GB", 1024**2),
+    ("TB", 1024**3),
+)  # fmt: skip
+
+
 def _limits_function(limits: AgentLimits) -> str:
     """The check every read of a business table runs: an agent session that disabled or raised
-    a limit (any role can SET its own timeouts and work_mem) gets an error, not rows."""
-    ceilings = ", ".join(
-        f"('{name}', {int(ceiling)}, {str(zero_unlimited).lower()})"
+    a limit (any role can SET its own timeouts and work_mem) gets an error, not rows.
+
+    The ceilings are the agent role's own settings in this database (``ALTER ROLE ... IN
+    DATABASE ... SET``), read at each check, so an operator who changes them there changes the
+    ceilings too; a setting the role lacks falls back to the value provisioned here. A ceiling
+    of 0 on a timeout means the operator chose no limit.
+    """
+    fallbacks = ", ".join(
+        f"('{name}', {float(ceiling)}, {str(zero_unlimited).lower()})"
         for name, ceiling, zero_unlimited in limits.ceilings()
     )
+    factors = ", ".join(f"('{unit}', {float(factor)})" for unit, factor in _UNIT_FACTORS)
     return f"""CREATE FUNCTION {_LIMITS_OK} RETURNS boolean
         LANGUAGE plpgsql STABLE
         SET search_path = pg_catalog
@@ -307,12 +326,27 @@ def _limits_function(limits: AgentLimits) -> str:
           IF session_user <> '{AGENT_ROLE}' THEN
             RETURN true;
           END IF;
+          WITH role_settings AS (
+            SELECT split_part(c.entry, '=', 1) AS name,
+                   regexp_match(substr(c.entry, strpos(c.entry, '=') + 1),
+                                '^[[:space:]]*([0-9.]+)[[:space:]]*([a-zA-Z]*)[[:space:]]*$') AS m
+            FROM pg_db_role_setting AS r, unnest(r.setconfig) AS c (entry)
+            WHERE r.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{AGENT_ROLE}')
+              AND r.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+          ), ceilings AS (
+            SELECT l.name, l.zero_is_unlimited,
+                   coalesce((SELECT rs.m[1]::float8 * u.factor
+                             FROM role_settings AS rs
+                             JOIN (VALUES {factors}) AS u (unit, factor) ON u.unit = rs.m[2]
+                             WHERE rs.name = l.name), l.fallback) AS ceiling
+            FROM (VALUES {fallbacks}) AS l (name, fallback, zero_is_unlimited)
+          )
           SELECT string_agg(s.name || ' = ' || s.setting || coalesce(s.unit, ''), ', '
                             ORDER BY s.name)
             INTO loosened
-          FROM pg_settings AS s
-          JOIN (VALUES {ceilings}) AS l (name, ceiling, zero_is_unlimited) USING (name)
-          WHERE s.setting::float8 > l.ceiling OR (l.zero_is_unlimited AND s.setting::float8 = 0);
+          FROM pg_settings AS s JOIN ceilings AS l USING (name)
+          WHERE NOT (l.zero_is_unlimited AND l.ceiling = 0)
+            AND (s.setting::float8 > l.ceiling OR (l.zero_is_unlimited AND s.setting::float8 = 0));
           IF loosened IS NOT NULL THEN
             RAISE EXCEPTION 'this session loosened its limits (%); reset them to read', loosened
               USING ERRCODE = 'insufficient_privilege';
