@@ -181,6 +181,17 @@ def test_a_session_that_loosens_its_limits_is_refused_until_it_resets_them(
     assert agent.execute("SELECT count(*) FROM film").fetchone()[0] > 0
 
 
+def test_limits_loosened_in_the_connection_options_are_refused_too(
+    deployment: Deployment,
+) -> None:
+    """Connection options outrank the role's settings: the check reads what is in force."""
+    options = "-c statement_timeout=0 -c work_mem=512MB"
+    with psycopg.connect(deployment.agent_dsn, autocommit=True, options=options) as agent:
+        assert agent.execute("SHOW statement_timeout").fetchone() == ("0",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="work_mem = 512MB"):
+            agent.execute("SELECT count(*) FROM film")
+
+
 def test_the_ceilings_are_the_roles_own_settings(deployment: Deployment) -> None:
     """An operator changes a limit where the docs say (ALTER ROLE ... IN DATABASE ... SET):
     the check follows at once, for sessions already open too."""

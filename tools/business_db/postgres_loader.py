@@ -220,8 +220,6 @@ _VERIFIED = f"{PRIVATE_SCHEMA}.verified_customer_id()"
 _SCOPED = f"(SELECT {_VERIFIED})"
 _LIMITS_OK = f"{PRIVATE_SCHEMA}.session_limits_ok()"
 
-_TOKEN_PATTERN = r"^v1:[1-9][0-9]{0,8}:[0-9]{1,10}:[0-9]{1,20}:[0-9]{1,12}:[0-9a-f]{64}$"
-
 _SCOPE_KEY_TABLE = f"""CREATE TABLE {PRIVATE_SCHEMA}.scope_key (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     inner_pad bytea NOT NULL CHECK (length(inner_pad) = 64),
@@ -237,13 +235,19 @@ _FUNCTIONS = (
         SET search_path = pg_catalog
         AS $$
         DECLARE
-          parts text[];
+          parts text[] := string_to_array(token, ':');
           pads record;
         BEGIN
-          IF token IS NULL OR token !~ '{_TOKEN_PATTERN}' THEN
+          -- The shape v1:<id>:<pid>:<start>:<expiry>:<64 hex digits>, checked with string
+          -- functions (a regular expression here cost more than the rest of the check).
+          IF token IS NULL OR cardinality(parts) <> 6 OR parts[1] <> 'v1'
+             OR length(parts[2]) NOT BETWEEN 1 AND 9 OR left(parts[2], 1) = '0'
+             OR length(parts[3]) NOT BETWEEN 1 AND 10 OR length(parts[4]) NOT BETWEEN 1 AND 18
+             OR length(parts[5]) NOT BETWEEN 1 AND 12 OR length(parts[6]) <> 64
+             OR translate(parts[2] || parts[3] || parts[4] || parts[5], '0123456789', '') <> ''
+             OR translate(parts[6], '0123456789abcdef', '') <> '' THEN
             RETURN NULL;
           END IF;
-          parts := string_to_array(token, ':');
           IF parts[3]::bigint <> pg_backend_pid()
              OR backend_started IS NULL OR parts[4]::bigint <> backend_started
              OR parts[5]::bigint < extract(epoch FROM now()) THEN
@@ -262,16 +266,22 @@ _FUNCTIONS = (
         $$""",
     # What row security asks: the token in the transaction's setting, checked against the
     # backend the caller really is (its own start time, which only it can read), and only in a
-    # session that kept its limits.
+    # session that kept its limits. PL/pgSQL: its plans are cached for the session.
     f"""CREATE FUNCTION {_VERIFIED} RETURNS integer
-        LANGUAGE sql STABLE
+        LANGUAGE plpgsql STABLE
         SET search_path = pg_catalog
         AS $$
-          SELECT {PRIVATE_SCHEMA}.scope_customer_id(
-            current_setting('{SCOPE_SETTING}', true),
-            (SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint
-             FROM pg_stat_get_activity(pg_backend_pid()) AS a))
-          WHERE {_LIMITS_OK}
+        DECLARE
+          token text := current_setting('{SCOPE_SETTING}', true);
+          started bigint;
+        BEGIN
+          IF token IS NULL OR token = '' OR NOT {_LIMITS_OK} THEN
+            RETURN NULL;
+          END IF;
+          SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint INTO started
+          FROM pg_stat_get_activity(pg_backend_pid()) AS a;
+          RETURN {PRIVATE_SCHEMA}.scope_customer_id(token, started);
+        END
         $$""",
     # Runs as the lookup role, the only role row security lets see every customer, and
     # answers nothing but an exact (case-insensitive) match on the whole address.
@@ -294,12 +304,33 @@ _FUNCTIONS = (
 )
 
 
-#: pg_settings' base units (ms, kB) per unit a role setting may be written in.
+#: pg_settings' base units (ms, kB) per unit a setting may be written in.
 _UNIT_FACTORS = (
     ("", 1), ("us", 0.001), ("ms", 1), ("s", 1000), ("min", 60_000), ("h", 3_600_000),
     ("d", 86_400_000), ("B", 1 / 1024), ("kB", 1), ("MB", 1024), ("GB", 1024**2),
     ("TB", 1024**3),
 )  # fmt: skip
+_QUANTITY = f"{PRIVATE_SCHEMA}.quantity"
+
+
+def _quantity_function() -> str:
+    """A setting's value ('5s', '4MB', '2') in pg_settings' base units; NULL if unreadable."""
+    cases = " ".join(f"WHEN '{unit}' THEN {float(factor)}" for unit, factor in _UNIT_FACTORS)
+    return f"""CREATE FUNCTION {_QUANTITY}(value text) RETURNS float8
+        LANGUAGE plpgsql IMMUTABLE
+        AS $$
+        DECLARE
+          -- String functions, not a regular expression: this runs a dozen times per query.
+          trimmed text := btrim(value);
+          unit text := ltrim(trimmed, '0123456789.');
+          number text := left(trimmed, length(trimmed) - length(unit));
+        BEGIN
+          IF number = '' OR number LIKE '%.%.%' THEN
+            RETURN NULL;
+          END IF;
+          RETURN number::float8 * CASE btrim(unit) {cases} END;
+        END
+        $$"""
 
 
 def _limits_function(limits: AgentLimits) -> str:
@@ -309,47 +340,49 @@ def _limits_function(limits: AgentLimits) -> str:
     The ceilings are the agent role's own settings in this database (``ALTER ROLE ... IN
     DATABASE ... SET``), read at each check, so an operator who changes them there changes the
     ceilings too; a setting the role lacks falls back to the value provisioned here. A ceiling
-    of 0 on a timeout means the operator chose no limit.
+    of 0 on a timeout means the operator chose no limit. Written as a plain loop: it runs
+    before every query's first row, and pg_settings or a join would cost ten times as much.
     """
     fallbacks = ", ".join(
-        f"('{name}', {float(ceiling)}, {str(zero_unlimited).lower()})"
+        f"('{name}', {float(ceiling)}::float8, {str(zero_unlimited).lower()})"
         for name, ceiling, zero_unlimited in limits.ceilings()
     )
-    factors = ", ".join(f"('{unit}', {float(factor)})" for unit, factor in _UNIT_FACTORS)
     return f"""CREATE FUNCTION {_LIMITS_OK} RETURNS boolean
         LANGUAGE plpgsql STABLE
-        SET search_path = pg_catalog
         AS $$
         DECLARE
-          loosened text;
+          role_config text[];
+          limit_name text;
+          fallback float8;
+          zero_is_unlimited boolean;
+          ceiling float8;
+          current float8;
+          entry text;
+          loosened text[] := '{{}}';
         BEGIN
           IF session_user <> '{AGENT_ROLE}' THEN
             RETURN true;
           END IF;
-          WITH role_settings AS (
-            SELECT split_part(c.entry, '=', 1) AS name,
-                   regexp_match(substr(c.entry, strpos(c.entry, '=') + 1),
-                                '^[[:space:]]*([0-9.]+)[[:space:]]*([a-zA-Z]*)[[:space:]]*$') AS m
-            FROM pg_db_role_setting AS r, unnest(r.setconfig) AS c (entry)
-            WHERE r.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{AGENT_ROLE}')
-              AND r.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-          ), ceilings AS (
-            SELECT l.name, l.zero_is_unlimited,
-                   coalesce((SELECT rs.m[1]::float8 * u.factor
-                             FROM role_settings AS rs
-                             JOIN (VALUES {factors}) AS u (unit, factor) ON u.unit = rs.m[2]
-                             WHERE rs.name = l.name), l.fallback) AS ceiling
-            FROM (VALUES {fallbacks}) AS l (name, fallback, zero_is_unlimited)
-          )
-          SELECT string_agg(s.name || ' = ' || s.setting || coalesce(s.unit, ''), ', '
-                            ORDER BY s.name)
-            INTO loosened
-          FROM pg_settings AS s JOIN ceilings AS l USING (name)
-          WHERE NOT (l.zero_is_unlimited AND l.ceiling = 0)
-            AND (s.setting::float8 > l.ceiling OR (l.zero_is_unlimited AND s.setting::float8 = 0));
-          IF loosened IS NOT NULL THEN
-            RAISE EXCEPTION 'this session loosened its limits (%); reset them to read', loosened
-              USING ERRCODE = 'insufficient_privilege';
+          SELECT r.setconfig INTO role_config FROM pg_db_role_setting AS r
+          WHERE r.setrole = '{AGENT_ROLE}'::regrole
+            AND r.setdatabase = (SELECT d.oid FROM pg_database AS d
+                                 WHERE d.datname = current_database());
+          FOR limit_name, fallback, zero_is_unlimited IN VALUES {fallbacks} LOOP
+            ceiling := fallback;
+            FOREACH entry IN ARRAY coalesce(role_config, '{{}}'::text[]) LOOP
+              IF split_part(entry, '=', 1) = limit_name THEN
+                ceiling := coalesce({_QUANTITY}(substr(entry, strpos(entry, '=') + 1)), fallback);
+              END IF;
+            END LOOP;
+            CONTINUE WHEN zero_is_unlimited AND ceiling = 0;
+            current := {_QUANTITY}(current_setting(limit_name));
+            IF current IS NULL OR current > ceiling OR (zero_is_unlimited AND current = 0) THEN
+              loosened := loosened || (limit_name || ' = ' || current_setting(limit_name));
+            END IF;
+          END LOOP;
+          IF cardinality(loosened) > 0 THEN
+            RAISE EXCEPTION 'this session loosened its limits (%); reset them to read',
+              array_to_string(loosened, ', ') USING ERRCODE = 'insufficient_privilege';
           END IF;
           RETURN true;
         END
@@ -828,7 +861,7 @@ def _secure(cursor: psycopg.Cursor[Any], limits: AgentLimits, scope_key: bytes) 
         f"INSERT INTO {private}.scope_key (inner_pad, outer_pad) VALUES (%s, %s)",
         list(hmac_pads(scope_key)),
     )
-    for statement in (_limits_function(limits), *_FUNCTIONS):
+    for statement in (_quantity_function(), _limits_function(limits), *_FUNCTIONS):
         cursor.execute(statement)
     cursor.execute(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {private} FROM PUBLIC")
     # FORCE: the owner (and so every view it owns) is bound by the policies too.
@@ -855,7 +888,7 @@ def _secure(cursor: psycopg.Cursor[Any], limits: AgentLimits, scope_key: bytes) 
     # A view's caller needs EXECUTE on the functions the view calls; this one only reads the
     # caller's own setting.
     cursor.execute(
-        f"GRANT EXECUTE ON FUNCTION {_VERIFIED}, {_LIMITS_OK}, "
+        f"GRANT EXECUTE ON FUNCTION {_VERIFIED}, {_LIMITS_OK}, {_QUANTITY}(text), "
         f"{PRIVATE_SCHEMA}.scope_customer_id(text, bigint) TO {agent}"
     )
 
