@@ -276,18 +276,22 @@ class PostgresBusinessDatabase(DialectDatabase):
     ) -> None:  # fmt: skip
         super().__init__(time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self.dsn = dsn
-        self.scope_key = _required_scope_key(scope_key)
-        self.described, self.business_date_setting = self._inspect()
+        self.described, self.business_date_setting, self.scope_key = self._inspect(scope_key)
 
     def __repr__(self) -> str:
         return f"PostgresBusinessDatabase({redact_dsn(self.dsn)!r})"
 
-    def _inspect(self) -> tuple[dict[str, TableDescription], date | None]:
+    def _inspect(
+        self, scope_key: bytes | None
+    ) -> tuple[dict[str, TableDescription], date | None, bytes]:
+        """Check the role, the scope key and the schema; describe what sessions may read."""
         psycopg = _psycopg()
         connection = _connect(self.dsn)
         try:
             _refuse_privileged_role(connection, self.dsn)
-            _check_scope_key(connection, self.scope_key, self.dsn)
+            # After connecting: an unreachable server is the first thing to report.
+            key = _required_scope_key(scope_key)
+            _check_scope_key(connection, key, self.dsn)
             names = [*CATALOG_TABLES, *CATALOG_VIEWS, *SCOPE_VIEWS]
             rows = connection.execute(
                 "SELECT c.table_name, c.column_name, c.data_type, t.table_type "
@@ -329,7 +333,7 @@ class PostgresBusinessDatabase(DialectDatabase):
                 stamped = date.fromisoformat(str(setting[0]))
             except ValueError:
                 stamped = None
-        return described, stamped
+        return described, stamped, key
 
     def stamped_business_date(self) -> date | None:
         """The business date ``db init`` stored in the database, if any."""
