@@ -33,7 +33,6 @@ same status again keeps it, so a re-run does not move the timestamp.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import random
@@ -95,17 +94,6 @@ def to_utc_text(value: datetime) -> str:
 
 def _from_text(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def edit_size(old: str, new: str) -> int:
-    """How many characters a reviewer changed between two draft texts (difflib opcodes)."""
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    changed = 0
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "equal":
-            # A replacement counts the longer side: "$5" -> "$50" changes one character.
-            changed += max(i2 - i1, j2 - j1)
-    return changed
 
 
 def _check(value: str | None, allowed: Iterable[str], what: str, *, optional: bool) -> None:
