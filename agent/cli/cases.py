@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from mediavault.agent.cli.options import HomeOption
+from mediavault.agent.cli.options import HomeOption, section_rule, wide_console
 from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
+    from mediavault.agent.ops.case_trace import CaseTrace, TraceStep
     from mediavault.agent.ops.review_desk import CaseFile
 
 cases_app = typer.Typer(help="List and inspect cases: one per email, with its outcome.",
@@ -68,7 +68,7 @@ def _when(moment: datetime | None) -> str:
 
 def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     """Print a case file for a person: email, customer, evidence, gate, draft, history."""
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or wide_console()
     status = case.status.replace("_", " ")
     headline = f"Case {case.email_id}: {status}"
     if case.route:
@@ -83,7 +83,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     if case.risk_flags:
         console.print(_plain("risk flags: " + ", ".join(case.risk_flags), style="yellow"))
 
-    console.print(Rule("Email"))
+    section_rule(console, "Email")
     email = case.email
     if email is not None:
         sender = f"{email.sender_name} <{email.sender}>" if email.sender_name else email.sender
@@ -104,7 +104,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
         console.print(_plain("customer: sender not verified as a customer (catalog answers only)",
                              style="yellow"))
 
-    console.print(Rule("Evidence"))
+    section_rule(console, "Evidence")
     if case.evidence:
         table = Table(show_edge=False)
         for column in ("tool", "detail", "rows", "outcome"):
@@ -123,7 +123,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     if case.decision_rationale:
         console.print(_plain(f"rationale: {case.decision_rationale}"))
 
-    console.print(Rule("Gate verdicts"))
+    section_rule(console, "Gate verdicts")
     if case.gate_verdicts:
         table = Table(show_edge=False)
         for column in ("phase", "tool", "verdict", "reason"):
@@ -139,8 +139,8 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     draft = case.draft
     if draft is not None:
         validity = "valid" if draft.valid else "INVALID"
-        console.print(Rule(f"Draft v{draft.version} of {case.draft_versions} "
-                           f"({draft.source}, {validity})"))
+        section_rule(console, f"Draft v{draft.version} of {case.draft_versions} "
+                              f"({draft.source}, {validity})")
         if draft.to or draft.subject:
             console.print(_plain(f"to: {draft.to or '-'}  subject: {draft.subject or '-'}"))
         console.print(_plain(draft.text, keep_newlines=True))
@@ -150,7 +150,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
         console.print(_plain(f"last edit refused: {problem}", style="red"))
 
     if case.reviews:
-        console.print(Rule("Reviews"))
+        section_rule(console, "Reviews")
         table = Table(show_edge=False)
         for column in ("when", "reviewer", "decision", "reason", "message", "edit size"):
             table.add_column(column, overflow="fold")
@@ -160,7 +160,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
                           "" if review.edit_size is None else str(review.edit_size))
         console.print(table)
     if case.ticket:
-        console.print(Rule("Escalation ticket"))
+        section_rule(console, "Escalation ticket")
         ticket = case.ticket
         console.print(_plain(
             f"{ticket.get('ticket_id')}: queue {ticket.get('suggested_routing')}, "
@@ -170,7 +170,7 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     if case.outbox_path:
         console.print(_plain(f"reply in the outbox: {case.outbox_path}", style="green"))
 
-    console.print(Rule(f"Audit trail ({len(case.audit_trail)} events)"))
+    section_rule(console, f"Audit trail ({len(case.audit_trail)} events)")
     if case.audit_problem:
         console.print(_plain(f"audit log unreadable: {case.audit_problem}", style="red"))
     table = Table(show_edge=False)
@@ -184,6 +184,62 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
         console.print(_plain(
             f"waiting for review: mediavault review approve|edit|reject|escalate "
             f"{case.email_id}", style="bold"))
+
+
+_VERDICT_STYLES = {"allow": "green", "deny": "bold red", "review": "yellow"}
+_STEP_NAMES = {"email": "email received", "safety_check": "safety check",
+               "decision": "decision", "outcome": "outcome"}
+
+
+def _step_name(step: TraceStep) -> str:
+    if step.kind == "tool_call":
+        return step.tool or "tool call"
+    if step.kind == "model_call":
+        return f"model ({step.phase})" if step.phase else "model"
+    if step.kind == "review":
+        return "review"
+    return _STEP_NAMES.get(step.kind, step.action)
+
+
+def trace_table(trace: CaseTrace, *, show_model_calls: bool = True) -> Table:
+    """The trace as a table: step, gate verdict, what happened (one line each)."""
+    table = Table(show_edge=False, box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("step", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("what happened", overflow="fold")
+    for step in trace.steps:
+        if step.kind == "model_call" and not show_model_calls:
+            continue
+        summary = step.summary
+        if step.kind == "model_call" and step.input_tokens is not None:
+            summary += f" ({step.input_tokens} tokens in, {step.output_tokens or 0} out"
+            summary += f", {step.duration_ms:.0f} ms)" if step.duration_ms is not None else ")"
+        verdict = step.verdict or ""
+        style = "bold" if step.kind in ("decision", "outcome") else ""
+        table.add_row(str(step.number), _plain(_step_name(step), style=style),
+                      _plain(verdict, style=_VERDICT_STYLES.get(verdict, "")),
+                      _plain(summary, style="red" if verdict == "deny" else style))
+        if verdict == "deny" and step.detail:
+            table.add_row("", "", "", _plain(step.detail, style="dim"))
+    return table
+
+
+def print_case_trace(trace: CaseTrace, console: Console | None = None, *,
+                     show_model_calls: bool = True) -> None:
+    """Print a case's step trace for a person (the same steps ``--json`` lists)."""
+    console = console or wide_console()
+    headline = f"Trace of {trace.email_id}"
+    if trace.subject:
+        headline += f': "{trace.subject}"'
+    console.print(_plain(headline, style="bold"))
+    if trace.audit_problem:
+        console.print(_plain(f"audit log unreadable, steps from the checkpoint only: "
+                             f"{trace.audit_problem}", style="red"))
+    if not trace.steps:
+        console.print("no steps recorded")
+        return
+    console.print(trace_table(trace, show_model_calls=show_model_calls))
 
 
 @cases_app.command("list")
@@ -231,7 +287,7 @@ def list_command(
              "decided_at": c.decided_at.isoformat() if c.decided_at else None}
             for c in cases], indent=2))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     if not cases:
         console.print("No cases match.")
         return
@@ -267,4 +323,30 @@ def show_command(
     if as_json:
         typer.echo(json.dumps(case.model_dump(mode="json"), indent=2))
     else:
-        print_case_file(case)
+        print_case_file(case, wide_console())
+
+
+@cases_app.command("trace")
+def trace_command(
+    email_id: Annotated[str, typer.Argument(help="The email id of the case.")],
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Show every step of one email's run, in order.
+
+    The safety check and its finding, each model call, each tool call with the gate's verdict
+    and a one-line result, the decision, reviews, the ticket and the outcome.
+    """
+    from mediavault.agent.ops.case_trace import case_trace
+    from mediavault.agent.ops.review_desk import CaseNotFound
+
+    context = context_for(home)
+    try:
+        trace = case_trace(email_id, context)
+    except CaseNotFound as problem:
+        _fail(str(problem))
+    if as_json:
+        typer.echo(json.dumps({**trace.model_dump(mode="json"),
+                               "gate_denials": trace.gate_denials}, indent=2))
+    else:
+        print_case_trace(trace, wide_console())
