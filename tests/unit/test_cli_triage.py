@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import mediavault.agent.cli.triage as cli_triage
 from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.stores.audit import verify_audit_log
 from mediavault.cli import app
