@@ -493,6 +493,9 @@ def _waiting_case(context: Context, email_id: str) -> CaseRecord:
         return case
     if case.status == "open":
         raise NoReviewWaiting(f"{email_id} is still being triaged; no draft waits for review")
+    if case.status == "failed":  # nobody decided it: its triage broke
+        raise NoReviewWaiting(f"{email_id} failed, so no draft waits for review: "
+                              f"{case.status_reason or 'no reason recorded'}")
     who = ""
     if case.reviews:
         last = case.reviews[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 import sqlite3
 from contextlib import closing
 from email.message import EmailMessage
@@ -275,3 +276,28 @@ def test_output_to_a_file_or_pipe_is_never_folded_mid_word(
     row = next(line for line in out.splitlines() if "long-1" in line)
     assert subject[:60] in row and "fee_waiver_request" in row
     assert all(line == line.rstrip() for line in out.splitlines())
+
+
+def test_the_progress_total_counts_only_the_runs_limit_allows(
+    db: Path, mediavault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import mediavault.agent.cli.triage as cli_triage
+
+    def progress_totals(*args: str) -> set[str]:
+        screen = io.StringIO()
+        monkeypatch.setattr(cli_triage, "err_console",
+                            Console(file=screen, force_terminal=True, width=120))
+        code, _, _ = triage(str(INBOX), *args)
+        assert code == 0
+        return set(re.findall(r"\b\d+/(\d+)\b", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "",
+                                                        screen.getvalue())))
+
+    assert progress_totals("--limit", "2") == {"2"}
+    # Two emails are recorded now: they do not count against the limit, so the total grows
+    # from 3 to 5 as they come back, and never shows all 16 emails of the inbox.
+    totals = progress_totals("--limit", "3")
+    assert "5" in totals and totals <= {"3", "4", "5"}
