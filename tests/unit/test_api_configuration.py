@@ -24,7 +24,7 @@ EMAIL = {"email_id": "e-1", "received_at": "2026-03-01T09:00:00Z",
 def test_no_business_database_raises_at_the_call_and_records_nothing(
     mediavault_home: Path,
 ) -> None:
-    with pytest.raises(ConfigurationError, match="sakila_demo.sqlite"):
+    with pytest.raises(ConfigurationError, match=r"sakila_demo\.sqlite"):
         triage_email(EMAIL, context=Context(home=mediavault_home))
     assert not (mediavault_home / "cases.sqlite").exists()
     assert not (mediavault_home / "audit.jsonl").exists()
@@ -52,7 +52,7 @@ def test_resume_on_a_failed_case_says_it_failed(
     context = Context(home=mediavault_home, db=str(demo_db_path))
     email = InboundEmail.from_fields(**EMAIL)
     record_failed_outcome(context, email, "TimeoutError: the model did not answer")
-    with pytest.raises(TriageFailed, match="e-1 failed.*the model did not answer") as raised:
+    with pytest.raises(TriageFailed, match=r"e-1 failed.*the model did not answer") as raised:
         resume("e-1", ReviewDecision(type="approve", reviewer="sam"), context=context)
     assert isinstance(raised.value, NoPendingReview)  # callers catching the old error still do
     assert "already decided" not in str(raised.value)
