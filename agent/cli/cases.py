@@ -22,7 +22,7 @@ from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from mediavault.agent.ops.case_trace import CaseTrace, TraceStep
-    from mediavault.agent.ops.review_desk import CaseFile
+    from mediavault.agent.ops.review_desk import CaseFile, EvidenceItem
 
 cases_app = typer.Typer(help="List and inspect cases: one per email, with its outcome.",
                         no_args_is_help=True)
@@ -45,11 +45,16 @@ def context_for(home: Path | None, **overrides: object) -> Context:
 
 
 def printable(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters shown as ``\\xNN`` (newlines kept when asked)."""
+    """``text`` with control characters shown as ``\\xNN``.
+
+    Line breaks and tabs are kept when asked, else they become spaces: a reason or message
+    written on two lines reads as one line, not as ``\\x0a``. Every other control character
+    (an escape sequence, a bidi override) stays visible as its code.
+    """
     out = []
     for char in text:
-        if keep_newlines and char in "\n\t":
-            out.append(char)
+        if char in "\n\t\r":
+            out.append(char if keep_newlines and char != "\r" else " ")
         elif ord(char) < 32 or 127 <= ord(char) < 160 or char in "\u2028\u2029":
             out.append(f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
         else:
@@ -114,6 +119,9 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
             rows = "" if item.row_count is None else str(item.row_count)
             table.add_row(_plain(item.tool), _plain(detail), rows, _plain(item.outcome or ""))
         console.print(table)
+        for item in case.evidence:
+            if item.rows or (item.sql and item.row_count == 0):
+                _print_query_rows(console, item)
     else:
         console.print("no investigation recorded")
     if case.policy_citations:
@@ -148,6 +156,8 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
             console.print(_plain(f"problem: {problem}", style="red"))
     for problem in case.refused_problems:
         console.print(_plain(f"last edit refused: {problem}", style="red"))
+    if len(case.draft_history) > 1:
+        _print_draft_versions(console, case)
 
     if case.reviews:
         section_rule(console, "Reviews")
@@ -170,6 +180,10 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
     if case.outbox_path:
         console.print(_plain(f"reply in the outbox: {case.outbox_path}", style="green"))
 
+    if case.trace:
+        section_rule(console, f"Trace ({len(case.trace)} steps)")
+        console.print(trace_table(_trace_of(case)))
+
     section_rule(console, f"Audit trail ({len(case.audit_trail)} events)")
     if case.audit_problem:
         console.print(_plain(f"audit log unreadable: {case.audit_problem}", style="red"))
@@ -184,6 +198,45 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
         console.print(_plain(
             f"waiting for review: mediavault review approve|edit|reject|escalate "
             f"{case.email_id}", style="bold"))
+
+
+def _print_query_rows(console: Console, item: EvidenceItem) -> None:
+    """One query's whole SQL and the rows it returned: what the draft's facts rest on."""
+    console.print(_plain(f"query {item.tool_call_id or ''}: {item.sql or ''}".replace("  ", " "),
+                         style="bold"))
+    if not item.rows:
+        console.print("  no rows")
+        return
+    columns = list(item.columns) or list(item.rows[0])
+    table = Table(show_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in item.rows:
+        table.add_row(*(_plain("" if row.get(c) is None else str(row.get(c))) for c in columns))
+    console.print(table)
+    if item.truncated:
+        console.print(_plain(f"more rows exist: {item.truncation_note or 'cut at the cap'}",
+                             style="yellow"))
+
+
+def _print_draft_versions(console: Console, case: CaseFile) -> None:
+    """Every version of the reply side by side, with the decisions each one met."""
+    section_rule(console, f"Draft versions ({len(case.draft_history)}), oldest first")
+    table = Table(show_edge=False, show_lines=True)
+    for version in case.draft_history:
+        table.add_column(f"v{version.version} ({version.source})", overflow="fold", ratio=1)
+    table.add_row(*(_plain("; ".join(v.decisions) or "no decision yet", style="yellow")
+                    for v in case.draft_history))
+    table.add_row(*(_plain(v.text, keep_newlines=True) for v in case.draft_history))
+    console.print(table)
+
+
+def _trace_of(case: CaseFile) -> CaseTrace:
+    from mediavault.agent.ops.case_trace import CaseTrace
+
+    return CaseTrace(email_id=case.email_id, subject=case.email.subject if case.email else None,
+                     status=case.status, route=case.route, reason_code=case.reason_code,
+                     queue=case.queue, steps=case.trace, audit_problem=case.audit_problem)
 
 
 _VERDICT_STYLES = {"allow": "green", "deny": "bold red", "review": "yellow"}
