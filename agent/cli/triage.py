@@ -380,7 +380,7 @@ def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
     from mediavault.graph.services import services_for
 
     try:
-        stamped = services_for(context).business_date
+        stamped = services_for(context).business_date()
     except Exception:  # an unreadable database is reported by the triage itself
         return
     if stamped != inbox_date:
