@@ -12,6 +12,7 @@ import json
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -174,10 +175,12 @@ def triage_inbox(
     read_options: ReadOptions | None = None,
     as_json: bool = False,
     tally: _Tally | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """Triage every email in the given inboxes, print the outcomes; returns the exit status.
 
-    ``tally``, when given, receives what was read and every result (the demo reads it).
+    ``tally``, when given, receives what was read and every result (the demo reads it);
+    ``report`` receives the ``--json`` document instead of stdout.
     """
     from mediavault.agent.mail.mailboxes import ReadOptions
     from mediavault.agent.ops.batch import run_triage_batch
@@ -227,7 +230,11 @@ def triage_inbox(
     elapsed = time.perf_counter() - started
     not_reached = len(emails) - len(tally.results)
     if as_json:
-        typer.echo(json.dumps(_as_json(tally, elapsed, not_reached), indent=2))
+        document = _as_json(tally, elapsed, not_reached)
+        if report is not None:
+            report(document)
+        else:
+            typer.echo(json.dumps(document, indent=2))
     else:
         _print_outcomes(tally)
         _print_summary(tally, elapsed, not_reached)
@@ -348,6 +355,11 @@ def demo_command(
                      help="After the outcomes, show the first email's trace and the "
                           "demonstration run."),
     ] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the outcomes, both traces and the closing counts "
+                                    "as one JSON document."),
+    ] = False,
 ) -> None:
     """Build the demo database if missing, triage the sample inbox, print the outcomes.
 
@@ -362,15 +374,60 @@ def demo_command(
         raise _fail(f"no such file: {inbox_path}")
     inbox_date = sample_inbox_business_date(inbox_path)
     if ensure_demo_database(context, as_of=inbox_date):
-        _stdout().print(f"Built the demo database at {context.db_path} "
-                        f"(business date {context.today or inbox_date})")
+        built = (f"Built the demo database at {context.db_path} "
+                 f"(business date {context.today or inbox_date})")
+        if as_json:
+            _note("note", built)
+        else:
+            _stdout().print(built)
     else:
         _note_date_mismatch(context, inbox_date)
     tally = _Tally()
-    status = triage_inbox([inbox_path], context, tally=tally)
-    if story and tally.results:
+    documents: list[dict[str, Any]] = []
+    status = triage_inbox([inbox_path], context, tally=tally, as_json=as_json,
+                          report=documents.append)
+    if as_json:
+        document = documents[0] if documents else {}
+        if story and tally.results:
+            document.update(_story_document(context, tally))
+        typer.echo(json.dumps(document, indent=2))
+    elif story and tally.results:
         _tell_the_story(context, tally)
     raise typer.Exit(status)
+
+
+def _story_document(context: Context, tally: _Tally) -> dict[str, Any]:
+    """The story as data: both traces and the closing counts (``demo --json``)."""
+    from dataclasses import asdict
+
+    from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
+    from mediavault.agent.ops.case_trace import case_trace
+    from mediavault.agent.ops.demonstration import (
+        closing_line,
+        demo_tally,
+        demonstration_context,
+        run_demonstration,
+    )
+
+    first = tally.results[0]
+    inbox = demo_tally(tally.results, context)
+    trace = case_trace(first.email_id, context)
+    story: dict[str, Any] = {"trace": {**trace.model_dump(mode="json"),
+                                       "gate_denials": trace.gate_denials}}
+    item = tally.items.get(first.email_id)
+    demonstration = None
+    if item is not None:
+        show = demonstration_context(context)
+        result = run_demonstration(item.email, context)
+        staged = case_trace(first.email_id, show)
+        demonstration = demo_tally([result], show)
+        story["demonstration"] = {"model": DEMONSTRATION_MODEL_LABEL, "home": str(show.home),
+                                  "trace": {**staged.model_dump(mode="json"),
+                                            "gate_denials": staged.gate_denials},
+                                  "counts": asdict(demonstration)}
+    story["counts"] = asdict(inbox)
+    story["closing"] = closing_line(inbox, demonstration)
+    return story
 
 
 def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:

@@ -60,6 +60,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
         lines_first = len((home / "demonstration" / "audit.jsonl").read_text().splitlines())
         second = runner.invoke(app, ["demo"])
         assert second.exit_code == 0, second.output
+        assert "business date is" not in second.stderr  # built for the inbox's own day
         lines_second = len((home / "demonstration" / "audit.jsonl").read_text().splitlines())
         yield DemoRun(home, first.stdout, second.stdout, lines_first, lines_second)
 
@@ -233,3 +234,38 @@ def test_the_sample_inbox_ships_in_the_package() -> None:
     assert SAMPLE_INBOX.is_file() and SAMPLE_INBOX.parent.name == "mail"
     assert (REPO / "examples" / "inbox.csv").resolve() == SAMPLE_INBOX.resolve()
     assert str(sample_inbox_business_date()) == "2026-03-02"
+
+
+def test_demo_json_holds_the_outcomes_both_traces_and_the_counts(demo: DemoRun) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDIAVAULT_HOME", str(demo.home))
+        listed = runner.invoke(app, ["demo", "--json"])
+    assert listed.exit_code == 0, listed.output
+    document = json.loads(listed.stdout)
+    assert len(document["emails"]) == 16
+    assert document["trace"]["email_id"] == "msg-001" and document["trace"]["gate_denials"] == 0
+    staged = document["demonstration"]
+    assert staged["trace"]["gate_denials"] == 1
+    assert staged["counts"] == {"drafted": 0, "escalated": 1, "failed": 0, "gate_refusals": 1,
+                                "unreviewed_replies": 0}
+    assert document["counts"]["drafted"] == 11 and document["counts"]["escalated"] == 5
+    assert document["closing"] == demo.first.strip().splitlines()[-1]
+
+
+def test_a_demo_database_built_for_another_day_is_pointed_out(
+    demo: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediavault.tools.business_db.demo_database import build_demo_database
+
+    for name in [n for n in __import__("os").environ if n.startswith("MEDIAVAULT_")]:
+        monkeypatch.delenv(name)
+    home = tmp_path / "old-home"
+    home.mkdir()
+    from datetime import date
+
+    build_demo_database(home / "sakila_demo.sqlite", as_of=date(2026, 12, 5))
+    result = runner.invoke(app, ["demo", "--home", str(home), "--no-trace"])
+    assert result.exit_code == 0, result.output
+    assert ("the demo database's business date is 2026-12-05, but the inbox is worked on "
+            "2026-03-02") in " ".join(result.stderr.split())
+    assert "What the agent did" not in result.stdout  # --no-trace: the outcomes only
