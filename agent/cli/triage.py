@@ -45,6 +45,7 @@ from mediavault.graph.context import ConfigurationError, Context
 if TYPE_CHECKING:
     from mediavault.agent.api import TriageResult
     from mediavault.agent.mail.mailboxes import InboxItem, InboxProblem, ReadOptions
+    from mediavault.agent.ops.demonstration import DemoStory
 
 #: The sample inbox ships inside the package, so the demo works from any folder.
 DEFAULT_INBOX = SAMPLE_INBOX
@@ -386,48 +387,15 @@ def demo_command(
     documents: list[dict[str, Any]] = []
     status = triage_inbox([inbox_path], context, tally=tally, as_json=as_json,
                           report=documents.append)
+    told = _story(context, tally) if story else None
     if as_json:
         document = documents[0] if documents else {}
-        if story and tally.results:
-            document.update(_story_document(context, tally))
+        if told is not None:
+            document.update(told.as_dict())
         typer.echo(json.dumps(document, indent=2))
-    elif story and tally.results:
-        _tell_the_story(context, tally)
+    elif told is not None:
+        _tell_the_story(told)
     raise typer.Exit(status)
-
-
-def _story_document(context: Context, tally: _Tally) -> dict[str, Any]:
-    """The story as data: both traces and the closing counts (``demo --json``)."""
-    from dataclasses import asdict
-
-    from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
-    from mediavault.agent.ops.case_trace import case_trace
-    from mediavault.agent.ops.demonstration import (
-        closing_line,
-        demo_tally,
-        demonstration_context,
-        run_demonstration,
-    )
-
-    first = tally.results[0]
-    inbox = demo_tally(tally.results, context)
-    trace = case_trace(first.email_id, context)
-    story: dict[str, Any] = {"trace": {**trace.model_dump(mode="json"),
-                                       "gate_denials": trace.gate_denials}}
-    item = tally.items.get(first.email_id)
-    demonstration = None
-    if item is not None:
-        show = demonstration_context(context)
-        result = run_demonstration(item.email, context)
-        staged = case_trace(first.email_id, show)
-        demonstration = demo_tally([result], show)
-        story["demonstration"] = {"model": DEMONSTRATION_MODEL_LABEL, "home": str(show.home),
-                                  "trace": {**staged.model_dump(mode="json"),
-                                            "gate_denials": staged.gate_denials},
-                                  "counts": asdict(demonstration)}
-    story["counts"] = asdict(inbox)
-    story["closing"] = closing_line(inbox, demonstration)
-    return story
 
 
 def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
@@ -446,43 +414,34 @@ def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
                       f"delete {context.db_path} to rebuild it")
 
 
-def _tell_the_story(context: Context, tally: _Tally) -> None:
+def _story(context: Context, tally: _Tally) -> DemoStory | None:
+    from mediavault.agent.ops.demonstration import tell_demo_story
+
+    first = tally.items.get(tally.results[0].email_id) if tally.results else None
+    return tell_demo_story(context, tally.results, first.email) if first else None
+
+
+def _tell_the_story(story: DemoStory) -> None:
     """The first email's trace, the demonstration run's trace and the closing line."""
     from mediavault.agent.cli.cases import print_case_trace
     from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
-    from mediavault.agent.ops.case_trace import case_trace
-    from mediavault.agent.ops.demonstration import (
-        closing_line,
-        demo_tally,
-        demonstration_context,
-        run_demonstration,
-    )
 
     console = _stdout()
-    first = tally.results[0]
-    item = tally.items.get(first.email_id)
     console.print()
-    section_rule(console, f"What the agent did with {first.email_id}, step by step")
-    print_case_trace(case_trace(first.email_id, context), console)
-    demonstration = None
-    if item is not None:
-        console.print()
-        section_rule(console, "The same email with an overconfident model")
-        show = demonstration_context(context)
-        console.print(Text(
-            f"A {DEMONSTRATION_MODEL_LABEL}: it investigates like the rules model, then tries "
-            f"to reply itself. Recorded apart from the real outcomes, in {show.home}.",
-            style="italic"), soft_wrap=True)
-        try:
-            result = run_demonstration(item.email, context)
-        except Exception as problem:  # the story is a bonus; the outcomes above stand
-            _note("failed", f"the demonstration run: {type(problem).__name__}: {problem}")
-        else:
-            print_case_trace(case_trace(first.email_id, show), console)
-            demonstration = demo_tally([result], show)
+    section_rule(console, f"What the agent did with {story.trace.email_id}, step by step")
+    print_case_trace(story.trace, console)
     console.print()
-    console.print(Text(closing_line(demo_tally(tally.results, context), demonstration),
-                       style="bold"), soft_wrap=True)
+    section_rule(console, "The same email with an overconfident model")
+    console.print(Text(
+        f"A {DEMONSTRATION_MODEL_LABEL}: it investigates like the rules model, then tries "
+        f"to reply itself. Recorded apart from the real outcomes, in "
+        f"{story.demonstration_home}.", style="italic"), soft_wrap=True)
+    if story.demonstration_trace is not None:
+        print_case_trace(story.demonstration_trace, console)
+    else:
+        _note("failed", f"the demonstration run: {story.demonstration_problem}")
+    console.print()
+    console.print(Text(story.closing, style="bold"), soft_wrap=True)
 
 
 def triage_command(

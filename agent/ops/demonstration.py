@@ -8,10 +8,12 @@ recorded run instead of repeating it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mediavault.agent.api import TriageResult, triage_email
+from mediavault.agent.ops.case_trace import CaseTrace
 from mediavault.agent.ops.review_desk import case_store_if_any
 from mediavault.graph.context import Context
 from mediavault.graph.inbound_email import InboundEmail
@@ -94,5 +96,64 @@ def demonstration_home(context: Context) -> Path:
     return context.home / DEMONSTRATION_FOLDER
 
 
-__all__ = ["DemoTally", "closing_line", "demo_tally", "demonstration_context",
-           "demonstration_home", "run_demonstration"]
+@dataclass(frozen=True)
+class DemoStory:
+    """What ``mediavault demo`` tells after its outcome table, as data."""
+
+    trace: CaseTrace
+    inbox: DemoTally
+    demonstration_home: Path
+    demonstration_trace: CaseTrace | None = None
+    demonstration: DemoTally | None = None
+    #: Why the demonstration could not run (the outcomes and the first trace still stand).
+    demonstration_problem: str | None = None
+
+    @property
+    def closing(self) -> str:
+        return closing_line(self.inbox, self.demonstration)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The story for ``demo --json``."""
+        def traced(trace: CaseTrace | None) -> dict[str, Any] | None:
+            if trace is None:
+                return None
+            return {**trace.model_dump(mode="json"), "gate_denials": trace.gate_denials}
+
+        from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
+
+        return {
+            "trace": traced(self.trace),
+            "demonstration": {
+                "model": DEMONSTRATION_MODEL_LABEL,
+                "home": str(self.demonstration_home),
+                "trace": traced(self.demonstration_trace),
+                "counts": asdict(self.demonstration) if self.demonstration else None,
+                "problem": self.demonstration_problem,
+            },
+            "counts": asdict(self.inbox),
+            "closing": self.closing,
+        }
+
+
+def tell_demo_story(
+    context: Context, results: Sequence[TriageResult], first: InboundEmail
+) -> DemoStory:
+    """The first email's trace, the same email run with the demonstration model, the counts.
+
+    ``results`` are the inbox's outcomes; ``first`` is the email whose story is told.
+    """
+    from mediavault.agent.ops.case_trace import case_trace
+
+    staged = demonstration_context(context)
+    story = DemoStory(trace=case_trace(first.email_id, context),
+                      inbox=demo_tally(results, context), demonstration_home=staged.home)
+    try:
+        result = run_demonstration(first, context)
+    except Exception as problem:  # the story is a bonus; the outcomes and first trace stand
+        return replace(story, demonstration_problem=f"{type(problem).__name__}: {problem}")
+    return replace(story, demonstration_trace=case_trace(first.email_id, staged),
+                   demonstration=demo_tally([result], staged))
+
+
+__all__ = ["DemoStory", "DemoTally", "closing_line", "demo_tally", "demonstration_context",
+           "demonstration_home", "run_demonstration", "tell_demo_story"]
