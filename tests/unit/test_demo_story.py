@@ -269,3 +269,23 @@ def test_a_demo_database_built_for_another_day_is_pointed_out(
     assert ("the demo database's business date is 2026-12-05, but the inbox is worked on "
             "2026-03-02") in " ".join(result.stderr.split())
     assert "What the agent did" not in result.stdout  # --no-trace: the outcomes only
+
+
+def test_the_demonstration_model_is_deterministic(demo: DemoRun, tmp_path: Path) -> None:
+    from mediavault.agent.mail.csv_inbox import read_inbox_csv
+    from mediavault.agent.ops.demonstration import run_demonstration
+
+    first = read_inbox_csv(SAMPLE_INBOX).emails[0]
+    db = str(demo.home / "sakila_demo.sqlite")
+    runs = [run_demonstration(first, Context(home=tmp_path / name, db=db))
+            for name in ("one", "two")]
+    assert runs[0].gate_log == runs[1].gate_log
+    assert [(r["tool"], r["verdict"]) for r in runs[0].gate_log] == [
+        ("get_current_date", "allow"), ("run_sql_query", "allow"),
+        ("get_policy_context", "allow"), ("draft_customer_email", "deny"),
+        ("create_escalation_ticket", "allow")]
+    assert (runs[0].status, runs[0].queue) == ("escalated", "tier2_legal")
+    summaries = [[step.summary for step in case_trace(
+        "msg-001", Context(home=tmp_path / name / "demonstration", db=db)).steps
+        if step.kind != "model_call"] for name in ("one", "two")]
+    assert summaries[0] == summaries[1]
