@@ -86,6 +86,21 @@ class NoPendingReview(LookupError):
     """The email has no review waiting (unknown, already decided, or escalated)."""
 
 
+class TriageFailed(NoPendingReview):
+    """The email's triage failed: there is no draft to decide (triage it again to retry)."""
+
+
+def _refuse_failed(context: Context, email_id: str) -> None:
+    from mediavault.agent.stores.checkpoints import uses_postgres_state
+
+    if not uses_postgres_state(context) and not context.cases_path.exists():
+        return
+    case = services_for(context).case_store.get_case(email_id)
+    if case is not None and case.status == "failed":
+        raise TriageFailed(f"{email_id} failed, so no review waits: "
+                           f"{case.status_reason or 'no reason recorded'}")
+
+
 class StaleReview(NoPendingReview):
     """The decision names a review request that is no longer the one waiting."""
 
@@ -120,13 +135,35 @@ def _config(thread_id: str) -> dict[str, Any]:
 
 
 def resolve_context(context: Context | None, model: str | BaseChatModel | None) -> Context:
-    """The context a call runs with: ``model`` (a name or a chat model) overrides its model."""
+    """The context a call runs with: ``model`` (a name or a chat model) overrides its model.
+
+    Raises :class:`ConfigurationError` when no email could run with it (see
+    :func:`check_configuration`).
+    """
     context = context or Context()
     if isinstance(model, BaseChatModel):
-        return context.with_overrides(chat_model=model)
-    if isinstance(model, str):
-        return context.with_overrides(model=model)
+        context = context.with_overrides(chat_model=model)
+    elif isinstance(model, str):
+        context = context.with_overrides(model=model)
+    check_configuration(context)
     return context
+
+
+def check_configuration(context: Context) -> None:
+    """Raise :class:`ConfigurationError` at the call when no email could run: no business
+    database, one that is not Sakila, an unknown model or one without its API key.
+
+    A library reports a wrong setting to its caller once; a per-email failure (a model that
+    times out, a broken email) stays a ``failed`` result for that email.
+    """
+    from mediavault.tools.business_db.sessions import BusinessDatabaseError
+
+    services = services_for(context)
+    try:
+        services.chat_model  # noqa: B018 - building it is the check
+        services.business_db  # noqa: B018
+    except BusinessDatabaseError as problem:
+        raise ConfigurationError(str(problem)) from None
 
 
 def coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
@@ -359,9 +396,11 @@ def resume(
     with one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
         snapshot = graph.get_state(_config(thread_id))
         if not snapshot.values:
+            _refuse_failed(context, email_id_or_thread)
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")
         email_id = str(snapshot.values["email"]["email_id"])
         if not snapshot.interrupts or _answered(graph.checkpointer.get_tuple(_config(thread_id))):
+            _refuse_failed(context, email_id)
             raise NoPendingReview(f"{email_id} has no review waiting (already decided)")
         if answer.request_id is not None and answer.request_id not in {
                 pending.id for pending in snapshot.interrupts}:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 from mediavault.tools.business_db.business_date import BusinessDateError, stamped_business_date
 from mediavault.tools.business_db.demo_database import (
@@ -139,7 +140,7 @@ def init_command(
     except (OSError, ValueError) as error:
         _fail(f"cannot build {target}: {error}", code=1)
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"Built {summary.path}"))
     console.print(_counts_table(summary.row_counts))
     console.print(
@@ -212,7 +213,7 @@ def info_command(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"database: {path} ({source})"))
     console.print(Text(f"business date: {business.isoformat()} ({date_source})"))
     console.print(_counts_table(counts))

@@ -116,6 +116,13 @@ def reviewer_names(path: Path) -> list[str]:
     return sorted(_read(path))
 
 
+def reviewer_list(path: Path) -> list[dict[str, str | None]]:
+    """The reviewers who can sign in, sorted, with when each account was created (no hashes)."""
+    accounts = _read(path)
+    return [{"name": name, "created_at": accounts[name].get("created_at")}
+            for name in sorted(accounts)]
+
+
 @dataclass
 class _Snapshot:
     stamp: tuple[int, int] | None

@@ -128,12 +128,14 @@ def queue_page(
     reviewer: PageReviewer,
     reason_code: str | None = None,
     queue: str | None = None,
+    search: str | None = None,
 ) -> Response:
     queue_data = reports.review_queue(
         _store(request),
-        console(request).now(),
+        console(request).business_now(),
         reason_code=reason_code or None,
         queue=queue or None,
+        search=(search or "").strip()[:200] or None,
     )
     rules = policy_rules()
     return render(
@@ -145,6 +147,7 @@ def queue_page(
         queues=list(rules.queues),
         selected_reason=reason_code or "",
         selected_queue=queue or "",
+        search=(search or "").strip()[:200],
     )
 
 
@@ -209,8 +212,13 @@ def _decide(
     if outcome.result == "not_found":
         raise HTTPException(status_code=404, detail=outcome.message)
     if outcome.applied:
-        flash(request, "ok", outcome.message)
-        return RedirectResponse(f"/cases/{quote(email_id, safe='')}", status_code=303)
+        # On to the next draft that waits (oldest first); the queue when none is left.
+        upcoming = next((case.email_id for case in _store(request).pending_reviews()
+                         if case.email_id != email_id), None)
+        flash(request, "ok", outcome.message + (
+            " Next, the oldest draft still waiting:" if upcoming else " No other draft waits."))
+        target = f"/cases/{quote(upcoming, safe='')}" if upcoming else "/queue"
+        return RedirectResponse(target, status_code=303)
     return _case_page(
         request,
         reviewer,

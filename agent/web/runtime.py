@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from mediavault.agent.web.accounts import ReviewerAccounts
 from mediavault.agent.web.settings import ConsoleSettings
+from mediavault.agent.wiring import services_for
 
 
 class SignInThrottle:
@@ -62,6 +63,21 @@ class ConsoleState:
 
     def now(self) -> datetime:
         return self.settings.clock()
+
+    def business_now(self) -> datetime:
+        """The time on the business clock: the business date at the wall clock's time of day.
+
+        Waiting times are measured on it, so they agree with the emails' own dates when the
+        database is dated (the demo, ``--as-of``): an email received the evening before waits
+        hours, not the months since the demo's business date. On the day itself it is the wall
+        clock. An unreadable database leaves the wall clock.
+        """
+        wall = self.now()
+        try:
+            day = services_for(self.settings.context).business_date()
+        except Exception:  # the queue still shows; the case pages report the database
+            return wall
+        return wall if day == wall.date() else datetime.combine(day, wall.timetz())
 
 
 def console(request: Request) -> ConsoleState:

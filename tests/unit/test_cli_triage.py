@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 import sqlite3
 from contextlib import closing
 from email.message import EmailMessage
@@ -11,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
-import mediavault.agent.cli.triage as cli_triage
 from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.stores.audit import verify_audit_log
 from mediavault.cli import app
@@ -192,7 +191,6 @@ def test_the_summary_table_counts_statuses_and_failure_kinds(
     db: Path, mediavault_home: Path, mixed_inbox: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli_triage, "console", Console(width=200))
     code, out, _ = triage(*[str(p) for p in mixed_inbox.values()])
     assert code == 1
     assert "Triage outcomes" in out and "Summary" in out
@@ -206,7 +204,6 @@ def test_the_summary_table_counts_statuses_and_failure_kinds(
 def test_an_emails_own_words_are_never_terminal_markup_or_escapes(
     db: Path, mediavault_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_triage, "console", Console(width=200))
     csv_path = tmp_path / "desk.csv"
     subject = "[bold red]URGENT[/bold red] \x1b[2Jhi"
     csv_path.write_text(HEADER + f'x1,2026-03-01T09:00:00Z,a@example.com,"{subject}",Hello\n'
@@ -264,3 +261,43 @@ def test_an_inbox_with_nothing_readable_writes_nothing(
     assert err.count("\n") == 1 and "missing required column(s) email_id, received_at" in err
     assert not (mediavault_home / "cases.sqlite").exists()
     assert not (mediavault_home / "checkpoints.sqlite").exists()
+
+
+def test_output_to_a_file_or_pipe_is_never_folded_mid_word(
+    db: Path, mediavault_home: Path, tmp_path: Path
+) -> None:
+    # Rich folds tables at 80 columns when stdout is not a terminal; ours stay whole.
+    subject = "A rather long subject line about the late fee on Midnight Orchard and two others"
+    csv_path = tmp_path / "desk.csv"
+    csv_path.write_text(HEADER + f"long-1,2026-03-01T09:00:00Z,{SAMPLE['msg-005'].sender},"
+                        f'"{subject}","{SAMPLE["msg-005"].body}"\n')
+    code, out, _ = triage(str(csv_path))
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "long-1" in line)
+    assert subject[:60] in row and "fee_waiver_request" in row
+    assert all(line == line.rstrip() for line in out.splitlines())
+
+
+def test_the_progress_total_counts_only_the_runs_limit_allows(
+    db: Path, mediavault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import mediavault.agent.cli.triage as cli_triage
+
+    def progress_totals(*args: str) -> set[str]:
+        screen = io.StringIO()
+        monkeypatch.setattr(cli_triage, "err_console",
+                            Console(file=screen, force_terminal=True, width=120))
+        code, _, _ = triage(str(INBOX), *args)
+        assert code == 0
+        return set(re.findall(r"\b\d+/(\d+)\b", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "",
+                                                        screen.getvalue())))
+
+    assert progress_totals("--limit", "2") == {"2"}
+    # Two emails are recorded now: they do not count against the limit, so the total grows
+    # from 3 to 5 as they come back, and never shows all 16 emails of the inbox.
+    totals = progress_totals("--limit", "3")
+    assert "5" in totals and totals <= {"3", "4", "5"}
