@@ -14,6 +14,9 @@ from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_send
 MAX_BODY_CHARS = 20_000
 TRUNCATION_MARKER = "\n[... message truncated by MediaVault: {dropped} characters omitted ...]"
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def cap_text(text: str, limit: int) -> str:
     """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped."""
     if len(text) <= limit:
@@ -42,6 +45,15 @@ class InboundEmail(BaseModel):
     sender_verified: bool = True
     #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
     input_flags: tuple[str, ...] = ()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: object) -> object:
+        # Lone surrogates are undecoded bytes (Python's surrogateescape): no store, log or
+        # terminal can write them, so such an email would fail while its failure is recorded.
+        if isinstance(value, str) and _LONE_SURROGATE.search(value):
+            raise ValueError("contains bytes that are not valid text (undecoded non-UTF-8)")
+        return value
 
     @field_validator("sender", mode="before")
     @classmethod

@@ -64,6 +64,12 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         raise _fail(str(problem)) from None
 
 
+def authserv_ids(values: list[str] | None) -> tuple[str, ...]:
+    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated)."""
+    return tuple(name.strip() for value in values or () for name in value.split(",")
+                 if name.strip())
+
+
 def ensure_demo_database(context: Context) -> bool:
     """Build the demo database when the configured one is the (missing) demo file."""
     if context.db is not None or context.db_path.exists():
@@ -358,9 +364,10 @@ def triage_command(
     ] = True,
     authserv_id: Annotated[
         list[str] | None,
-        typer.Option("--authserv-id",
-                     help="Only trust Authentication-Results added by this receiving server "
-                          "(repeatable); default: the topmost header."),
+        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+                     help="Your receiving server's authserv-id: only its Authentication-Results "
+                          "headers are believed (repeatable; MEDIAVAULT_AUTHSERV_ID, "
+                          "comma-separated). Without one, raw-mail senders are unverified."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the outcomes and summary as JSON.")
@@ -373,6 +380,6 @@ def triage_command(
     if context.db is None and not context.db_path.exists():
         raise _fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
-                          authserv_ids=tuple(authserv_id or ()))
+                          authserv_ids=authserv_ids(authserv_id))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
                                   processes=processes, read_options=options, as_json=as_json))

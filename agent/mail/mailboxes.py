@@ -6,11 +6,12 @@ batch. Nothing here writes anywhere: a message that fails to read leaves no trac
 
 Sender verification. A CSV export comes from the help desk, which already knows who wrote in, so
 its senders are trusted unless the operator says otherwise. Raw mail proves nothing by its
-``From`` header: a sender counts as verified only when the receiving server's
-``Authentication-Results`` header reports ``dmarc=pass`` for the From domain. Only the topmost
-such header is read (the one the receiving server added last; anything below it may have come
-with the message), or, when the operator names the receiving servers (``authserv_ids``), the
-topmost header added by one of them. An unverified sender gets catalog answers only.
+``From`` header: a sender counts as verified only when the operator's own receiving server
+(named in ``authserv_ids``) reports ``dmarc=pass`` for the From domain in an
+``Authentication-Results`` header. Per RFC 8601 section 5, a header is believed only when its
+authserv-id is one the operator configured: anyone can write such a header into a message, and
+a receiving server that adds none leaves the sender's forgery on top. Without configured
+servers, raw-mail senders are unverified. An unverified sender gets catalog answers only.
 
 Text: ``text/plain`` is preferred, HTML is turned into text, attachments are listed by name in
 the email's ``input_flags`` (``attachment:<name>``) and never read.
@@ -110,7 +111,8 @@ class ReadOptions:
     ``trust_csv_senders``: CSV exports come from the help desk, which verified the sender.
     ``require_dmarc``: raw mail needs ``dmarc=pass``; off means every sender counts as verified
     (only for mail that a trusted gateway already filtered). ``authserv_ids``: the receiving
-    servers whose Authentication-Results headers count; empty means the topmost header.
+    servers whose Authentication-Results headers count; empty means none does, so every
+    raw-mail sender is unverified.
     """
 
     trust_csv_senders: bool = True
@@ -360,12 +362,20 @@ def _sender(message: EmailMessage) -> tuple[str, str]:
         raise MailReadError("missing_sender",
                             f"From {_shown(str(header))} does not name exactly one address")
     addr_spec = str(addresses[0].addr_spec)
+    if _has_raw_bytes(addr_spec):  # bytes that are not UTF-8 make no address anyone can answer
+        raise MailReadError("missing_sender",
+                            f"From {_shown(str(header))} has bytes that are not UTF-8 text")
     try:
         _, address = split_sender(addr_spec)
     except ValueError:
         raise MailReadError("missing_sender",
                             f"From {_shown(str(header))} is not an e-mail address") from None
     return _clean(str(addresses[0].display_name or "")), address
+
+
+def _has_raw_bytes(text: str) -> bool:
+    """Whether the parser left undecodable bytes in ``text`` (as lone surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _header_text(message: EmailMessage, name: str, flags: list[str]) -> str:
@@ -548,18 +558,18 @@ def parse_authentication_results(value: str) -> AuthenticationResults | None:
 def dmarc_passed(
     message: EmailMessage, sender: str, authserv_ids: Iterable[str] = ()
 ) -> bool:
-    """Whether the receiving server reported ``dmarc=pass`` for the sender's domain.
+    """Whether a trusted receiving server reported ``dmarc=pass`` for the sender's domain.
 
-    Only one header counts: the topmost one, or the topmost one added by a server in
-    ``authserv_ids``. A header further down may have been written by the sender; it is ignored
-    even when it says ``pass``. A ``header.from`` that names another domain does not count.
+    Only one header counts: the topmost one added by a server in ``authserv_ids`` (RFC 8601
+    section 5: headers from any other authserv-id may have been written by the sender). With no
+    trusted server nothing counts. A ``header.from`` that names another domain does not count.
     """
     trusted = {server.strip().lower() for server in authserv_ids if server.strip()}
+    if not trusted:
+        return False
     for value in message.get_all("authentication-results") or []:
         parsed = parse_authentication_results(str(value))
-        if parsed is None:
-            continue
-        if trusted and parsed.authserv_id not in trusted:
+        if parsed is None or parsed.authserv_id not in trusted:
             continue
         dmarc = parsed.dmarc()
         if dmarc is None:

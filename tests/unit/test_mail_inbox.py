@@ -72,7 +72,7 @@ def kinds(problems: list[InboxProblem]) -> list[str]:
 def test_an_eml_file_becomes_an_email_with_its_message_id_sender_and_date(tmp_path: Path) -> None:
     path = tmp_path / "one.eml"
     path.write_bytes(mail(auth=[PASS], extra={"In-Reply-To": "<older@mediavault.example>"}))
-    (item,), problems = read_all(path)
+    (item,), problems = read_all(path, authserv_ids=("mx.mediavault.example",))
     assert problems == []
     email = item.email
     assert (email.email_id, email.message_id) == ("m1@example.com", "m1@example.com")
@@ -199,13 +199,26 @@ def test_a_maildir_reads_new_and_current_mail(tmp_path: Path) -> None:
 def test_raw_mail_is_verified_only_by_the_receiving_servers_dmarc_pass(
     auth: list[str], verified: bool
 ) -> None:
-    assert email_from_bytes(mail(auth=auth)).sender_verified is verified
+    trusted = ReadOptions(authserv_ids=("mx.mediavault.example",))
+    assert email_from_bytes(mail(auth=auth), trusted).sender_verified is verified
+
+
+@pytest.mark.parametrize("forged", [
+    "mx.mediavault.example; dmarc=pass header.from=example.com",  # our server's name, forged
+    "mx.attacker.example; dmarc=pass header.from=example.com",
+])
+def test_without_a_configured_receiving_server_no_header_verifies_a_sender(forged: str) -> None:
+    # RFC 8601 section 5: a receiving server that adds no header of its own leaves whatever
+    # the sender wrote on top, so nothing is believed until the operator names the server.
+    assert email_from_bytes(mail(auth=[forged])).sender_verified is False
+    assert email_from_bytes(mail(auth=[forged]), ReadOptions(authserv_ids=())).sender_verified \
+        is False
 
 
 def test_only_named_receiving_servers_are_trusted_when_given() -> None:
     forged_on_top = mail(auth=["mx.attacker.example; dmarc=pass header.from=example.com"])
     trusted = ReadOptions(authserv_ids=("mx.mediavault.example",))
-    assert email_from_bytes(forged_on_top).sender_verified is True  # topmost header counts
+    assert email_from_bytes(forged_on_top).sender_verified is False
     assert email_from_bytes(forged_on_top, trusted).sender_verified is False
     ours_below = mail(auth=["relay.example; dmarc=fail", PASS])
     assert email_from_bytes(ours_below, trusted).sender_verified is True
