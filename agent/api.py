@@ -21,6 +21,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph.audit_trail import write_events
 from mediavault.graph.builder import compile_with_checkpointer
 from mediavault.graph.context import ConfigurationError, Context
@@ -359,9 +360,9 @@ def _one_decision_at_a_time(context: Context, thread_id: str) -> Iterator[None]:
     """
     with _DECISION_LOCKS_GUARD:
         local = _DECISION_LOCKS.setdefault(thread_id, threading.Lock())
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
     slot = int(hashlib.sha256(thread_id.encode()).hexdigest()[:7], 16)
-    with local, open(context.home / "decisions.lock", "a+b") as handle:
+    with local, open(private_file(context.home / "decisions.lock"), "a+b") as handle:
         fcntl.lockf(handle.fileno(), fcntl.LOCK_EX, 1, slot)
         try:
             yield

@@ -21,10 +21,20 @@ from mediavault.agent.models.factory import chat_model_for, structured_output
 from mediavault.agent.stores.audit import AuditLog, audit_key_from_env
 from mediavault.agent.stores.case_store import CaseStore
 from mediavault.agent.stores.case_store_postgres import open_case_store
+from mediavault.agent.stores.checkpoints import uses_postgres_state
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph.context import Context
 from mediavault.tools.agent_tools import tool_schemas
 from mediavault.tools.business_db.business_date import business_date
 from mediavault.tools.business_db.sessions import BusinessDatabase, open_business_db
+
+
+def open_private_case_store(context: Context) -> CaseStore:
+    """The context's case store; its SQLite file is created owner-only (0600)."""
+    if not uses_postgres_state(context):
+        prepare_home(context)
+        private_file(context.cases_path)
+    return open_case_store(context)
 
 
 @dataclass
@@ -46,10 +56,11 @@ class TriageServices:
 
     @cached_property
     def case_store(self) -> CaseStore:
-        return open_case_store(self.context)
+        return open_private_case_store(self.context)
 
     @cached_property
     def audit(self) -> AuditLog:
+        prepare_home(self.context)
         return AuditLog(self.context.audit_path, key=audit_key_from_env())
 
     @cached_property

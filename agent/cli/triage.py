@@ -74,9 +74,10 @@ def ensure_demo_database(context: Context) -> bool:
     """Build the demo database when the configured one is the (missing) demo file."""
     if context.db is not None or context.db_path.exists():
         return False
+    from mediavault.agent.stores.state_files import prepare_home
     from mediavault.tools.business_db.demo_database import build_demo_database
 
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
     build_demo_database(context.db_path, as_of=context.today)
     return True
 
@@ -141,11 +142,13 @@ def _note(label: str, text: str) -> None:
 
 def _check_services(context: Context) -> None:
     """Fail once, before any email is touched, when the model or database cannot work."""
+    from mediavault.agent.stores.state_files import check_state_paths
     from mediavault.graph.services import services_for
     from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
     services = services_for(context)
     try:
+        check_state_paths(context)  # a FIFO or device would hang or flood the run
         services.chat_model  # noqa: B018 - building it is the check
         services.business_db  # noqa: B018
     except (ConfigurationError, BusinessDatabaseError) as problem:

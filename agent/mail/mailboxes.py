@@ -23,6 +23,7 @@ import email.policy
 import hashlib
 import mailbox
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from mediavault.agent.mail.csv_inbox import InboxFormatError, read_inbox_csv
+from mediavault.agent.stores.state_files import describe_kind
 from mediavault.graph.inbound_email import MAX_BODY_CHARS, InboundEmail
 from mediavault.tools.email_fields import split_sender
 
@@ -161,6 +163,11 @@ def read_inboxes(
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise InboxPathError(f"no such file or folder: {', '.join(missing)}")
+    # A FIFO would block the read forever and /dev/zero would fill the memory.
+    special = [f"{path} is {describe_kind(mode)}" for path in paths
+               if not _is_file_or_folder(mode := path.stat().st_mode)]
+    if special:
+        raise InboxPathError(f"not a regular file or folder: {'; '.join(special)}")
     seen: dict[str, str] = {}
     for path in paths:
         for item in read_inbox(path, options):
@@ -227,12 +234,29 @@ def _read_eml(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxPro
     yield _from_bytes(str(path), path.read_bytes(), options, fallback_time=_mtime(path))
 
 
+def _is_file_or_folder(mode: int) -> bool:
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why ``path`` must not be opened (a FIFO, a device, a socket), or None for a file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # gone or unreadable: the read itself reports it
+    return None if stat.S_ISREG(mode) else f"{describe_kind(mode)}, not a regular file"
+
+
 def _read_eml_folder(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxProblem]:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
+    files = sorted(p for p in path.iterdir()
+                   if p.suffix.lower() == ".eml" and not p.is_dir())
     if not files:
         yield InboxProblem(str(path), "bad_file",
                            "a folder with neither cur/ and new/ (Maildir) nor .eml files")
     for file in files:
+        if (refused := _not_regular(file)) is not None:
+            yield InboxProblem(str(file), "unreadable_file", refused)
+            continue
         try:
             yield _from_bytes(str(file), file.read_bytes(), options, fallback_time=_mtime(file))
         except OSError as error:
@@ -252,8 +276,14 @@ def _read_mbox(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxPr
 
 def _read_maildir(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxProblem]:
     box = mailbox.Maildir(path, factory=None, create=False)
+    refused = {entry.name.split(box.colon)[0]: reason
+               for sub in ("new", "cur") for entry in (path / sub).iterdir()
+               if (reason := _not_regular(entry)) is not None}
     for key in sorted(box.iterkeys()):
         source = f"{path}:{key}"
+        if key in refused:
+            yield InboxProblem(source, "unreadable_file", refused[key])
+            continue
         try:
             raw = box.get_bytes(key)
         except KeyError:  # delivered or moved by the mail server while we read

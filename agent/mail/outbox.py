@@ -17,6 +17,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
+from mediavault.agent.stores.state_files import private_dir
 from mediavault.tools.email_fields import split_sender
 
 DEFAULT_FROM_ADDRESS = "support@mediavault.example"
@@ -138,7 +139,7 @@ def write_outbox_message(
     if path.exists():
         return OutboxMessage(path=path, message_id=message_id)
 
-    outbox_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(outbox_dir, "outbox")  # replies quote customers' data: owner-only
     descriptor, temporary = tempfile.mkstemp(dir=outbox_dir, prefix=".writing-", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:

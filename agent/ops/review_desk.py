@@ -316,12 +316,12 @@ def case_store_if_any(context: Context) -> CaseStore | None:
 
     Reading never creates a store: a mistyped ``--home`` must not leave an empty one behind.
     """
-    from mediavault.agent.stores.case_store_postgres import open_case_store
     from mediavault.agent.stores.checkpoints import uses_postgres_state
+    from mediavault.graph.services import open_private_case_store
 
     if not uses_postgres_state(context) and not context.cases_path.exists():
         return None
-    return open_case_store(context)
+    return open_private_case_store(context)
 
 
 def _case(context: Context, email_id: str) -> CaseRecord:
@@ -470,8 +470,10 @@ def _reviewer(reviewer: str | None) -> str:
 def _one_decision_at_a_time(context: Context) -> Iterator[None]:
     # Two reviewers deciding the same case from two terminals: the second waits here, then
     # finds the case decided instead of racing the first through the graph.
-    context.home.mkdir(parents=True, exist_ok=True)
-    with open(context.home / "reviews.lock", "a+b") as lock:
+    from mediavault.agent.stores.state_files import prepare_home, private_file
+
+    prepare_home(context)
+    with open(private_file(context.home / "reviews.lock"), "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         yield
 
