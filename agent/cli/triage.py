@@ -135,7 +135,7 @@ def _read(paths: list[Path], options: ReadOptions, tally: _Tally) -> list[Any]:
 
 
 def _note(label: str, text: str) -> None:
-    style = "yellow" if label == "skipped" else "cyan"
+    style = {"skipped": "yellow", "in progress": "magenta"}.get(label, "cyan")
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
 
@@ -190,13 +190,19 @@ def triage_inbox(
             _note("failed", f"{source}: triage_failed: {result.error or 'no outcome'}")
         progress.update(task, advance=1, description=tally.progress_text())
 
+    def on_in_progress(email_id: str) -> None:
+        source = tally.items[email_id].source if email_id in tally.items else email_id
+        _note("in progress", f"{source}: another process is triaging this email; its outcome "
+                             "is reported when that run ends")
+
     try:
         with progress:
             # Results arrive in completion order; the batch returns them in input order.
             if emails:  # with nothing readable, not even the checkpoint file is created
                 tally.results = run_triage_batch(emails, context=context, limit=limit,
                                                  concurrency=concurrency, processes=processes,
-                                                 on_result=on_result)
+                                                 on_result=on_result,
+                                                 on_in_progress=on_in_progress)
     except KeyboardInterrupt:
         raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
                     "again to continue where it stopped", 130) from None

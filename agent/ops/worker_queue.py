@@ -336,7 +336,9 @@ def run_worker(
     ``on_result(email_id, status)`` is called after each email (for progress output).
     """
     from mediavault.agent.api import triage_email
+    from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
 
+    remove_abandoned_partial_replies(context.outbox_path)  # left by a killed worker
     worker = worker_id or default_worker_id()
     report = WorkerReport(worker_id=worker)
     while max_emails is None or len(report.processed) + len(report.given_up) < max_emails:
