@@ -143,7 +143,7 @@ def _open_shared_services(context: Context) -> None:
     # locking in Python 3.12, so two threads could otherwise each build their own instance.
     services = services_for(context)
     services.case_store  # noqa: B018 - touching the property creates it
-    services.audit  # noqa: B018
+    services.audit.recover_torn_tail()  # a write a full disk tore must not block this run
     remove_abandoned_partial_replies(context.outbox_path)  # left by a killed run
 
 

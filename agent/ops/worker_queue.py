@@ -337,8 +337,10 @@ def run_worker(
     """
     from mediavault.agent.api import triage_email
     from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
+    from mediavault.graph.services import services_for
 
     remove_abandoned_partial_replies(context.outbox_path)  # left by a killed worker
+    services_for(context).audit.recover_torn_tail()  # a write a full disk tore
     worker = worker_id or default_worker_id()
     report = WorkerReport(worker_id=worker)
     while max_emails is None or len(report.processed) + len(report.given_up) < max_emails:

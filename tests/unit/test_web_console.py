@@ -9,8 +9,8 @@ import runpy
 import shutil
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
