@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import multiprocessing
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
