@@ -6,7 +6,7 @@ import re
 from contextlib import suppress
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_sender
 
@@ -15,6 +15,7 @@ MAX_BODY_CHARS = 20_000
 TRUNCATION_MARKER = "\n[... message truncated by MediaVault: {dropped} characters omitted ...]"
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_FIELDS = frozenset({"sender_name", "subject", "body"})
 
 
 def cap_text(text: str, limit: int) -> str:
@@ -48,11 +49,17 @@ class InboundEmail(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _valid_unicode(cls, value: object) -> object:
+    def _storable_text(cls, value: object, info: ValidationInfo) -> object:
         # Lone surrogates are undecoded bytes (Python's surrogateescape): no store, log or
         # terminal can write them, so such an email would fail while its failure is recorded.
         if isinstance(value, str) and _LONE_SURROGATE.search(value):
             raise ValueError("contains bytes that are not valid text (undecoded non-UTF-8)")
+        # NUL cannot be stored in a Postgres text column: refused in an identifier, shown as
+        # a replacement character in text a reader sees.
+        if isinstance(value, str) and "\x00" in value:
+            if info.field_name in _TEXT_FIELDS:
+                return value.replace("\x00", "\ufffd")
+            raise ValueError("contains a NUL character")
         return value
 
     @field_validator("sender", mode="before")

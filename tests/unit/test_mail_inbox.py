@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from pydantic import ValidationError
 
 from mediavault.agent.mail.mailboxes import (
     FAILURE_KINDS,
@@ -17,12 +18,13 @@ from mediavault.agent.mail.mailboxes import (
     InboxItem,
     InboxPathError,
     InboxProblem,
+    MailReadError,
     ReadOptions,
     detect_format,
     email_from_bytes,
     read_inboxes,
 )
-from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER
+from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
 
 HEADER = "email_id,received_at,from,subject,body\n"
 PASS = ("mx.mediavault.example; spf=pass smtp.mailfrom=example.com; "
@@ -373,3 +375,25 @@ def test_a_path_that_does_not_exist_refuses_the_whole_run(tmp_path: Path) -> Non
 
 def test_every_failure_kind_is_described() -> None:
     assert tuple(FAILURE_KINDS) == get_args(FailureKind)
+
+
+# ------------------------------------------------------------------ text no store can write
+
+
+@pytest.mark.parametrize("raw_from", [b"Ana <an\xe9@exampl\xff.com>", b"<ana\x80@example.com>"])
+def test_a_from_address_with_undecodable_bytes_is_a_missing_sender(raw_from: bytes) -> None:
+    raw = b"From: " + raw_from + b"\r\nSubject: hi\r\nMessage-ID: <p1@x>\r\n\r\nWhen is it due?\r\n"
+    with pytest.raises(MailReadError) as refused:
+        email_from_bytes(raw)
+    assert refused.value.kind == "missing_sender"
+    assert "not UTF-8" in str(refused.value)
+
+
+def test_the_email_model_refuses_text_no_store_can_write() -> None:
+    fields = {"email_id": "e-1", "received_at": "2026-03-01T09:00:00Z", "from": "a@example.com"}
+    for field, value in (("from", "an\udce9@example.com"), ("email_id", "e\udcff"),
+                         ("body", "caf\udce9"), ("email_id", "e\x00")):
+        with pytest.raises(ValidationError):
+            InboundEmail.model_validate({**fields, field: value})
+    kept = InboundEmail.model_validate({**fields, "body": "a\x00b", "subject": "s\x00"})
+    assert (kept.body, kept.subject) == ("a\ufffdb", "s\ufffd")
