@@ -232,6 +232,8 @@ def triage_email(
 
     Triaging an email that already has an outcome returns that outcome without re-running
     anything; an email whose run was interrupted by a crash continues from its last checkpoint.
+    While another process on the same home is triaging the email, this waits for that run and
+    returns its outcome.
     """
     inbound = coerce_email(email)
     context = resolve_context(context, model)

@@ -162,9 +162,19 @@ def _basic_reviewer(request: Request) -> Reviewer | None:
 
 
 def client_address(request: Request) -> str | None:
-    """The address that sent the request (the proxy's, behind one: throttles then count all
-    of its clients together, which errs on the side of refusing)."""
-    return request.client.host if request.client else None
+    """The address of the client behind the request, for the sign-in throttles.
+
+    From a trusted proxy it is the last ``X-Forwarded-For`` entry (the address that proxy
+    saw; entries before it are the client's own say-so); from anyone else, the peer address.
+    """
+    if request.client is None:
+        return None
+    peer = request.client.host
+    if peer in console(request).settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return peer
 
 
 def signed_in(request: Request) -> Reviewer | None:

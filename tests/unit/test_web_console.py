@@ -728,6 +728,20 @@ def test_spraying_one_password_across_many_names_is_throttled_per_address(
         assert sprayer.get("/api/reviews", headers=_basic("alice", PASSWORDS["alice"])) \
             .status_code == 401
         sign_in(colleague, "alice")  # another address is not affected
+    # Behind the trusted proxy, clients are told apart by the address the proxy saw.
+    proxied = _settings(context, max_failed_sign_ins_per_client=2,
+                        trusted_proxies=frozenset({"testclient"}))
+    with TestClient(create_app(proxied)) as proxy:
+        token = _token(proxy.get("/login").text)
+        for number in range(2):
+            proxy.post("/login", headers={"X-Forwarded-For": "1.1.1.1, 198.51.100.7"},
+                       data={"username": f"u{number}", "password": "Winter2026!!",
+                             "csrf_token": token})
+        refused = proxy.post("/login", headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.7"},
+                             data={"username": "alice", "password": PASSWORDS["alice"],
+                                   "csrf_token": token})
+        assert "from this address" in refused.text  # a forged first entry does not escape
+        sign_in(proxy, "alice")  # another client behind the same proxy signs in
 
 
 def test_the_overall_throttle_stops_a_spray_from_many_addresses() -> None:
