@@ -34,7 +34,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "MEDIAVAULT_MODEL_TIMEOUT": "Seconds per request to a hosted model (default 60).",
     "MEDIAVAULT_MODEL_MAX_RETRIES": "Retries with backoff for a hosted model (default 3).",
     "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
-    "reason codes that need review.",
+    "reason codes that need review; any other value is refused.",
 }
 
 
