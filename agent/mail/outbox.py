@@ -200,3 +200,17 @@ def remove_abandoned_partial_replies(outbox_dir: Path) -> list[Path]:
         except FileNotFoundError:  # renamed or removed meanwhile
             continue
     return removed
+
+
+@dataclass(frozen=True)
+class OutboxDirectory:
+    """The outbox the graph writes approved replies to (its ``Outbox`` port): a directory."""
+
+    path: Path
+
+    def write_reply(
+        self, *, email_id: str, to: str, subject: str, body: str, in_reply_to: str | None
+    ) -> OutboxMessage:
+        """Write the reply to ``email_id`` once (see :func:`write_outbox_message`)."""
+        return write_outbox_message(self.path, email_id=email_id, to=to, subject=subject,
+                                    body=body, in_reply_to=in_reply_to)

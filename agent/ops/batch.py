@@ -36,8 +36,8 @@ from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
 from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
+from mediavault.agent.wiring import services_for
 from mediavault.graph.nodes import thread_id_for
-from mediavault.graph.services import services_for
 
 #: The most emails one batch runs at once; beyond this SQLite writers only queue up.
 MAX_CONCURRENCY = 64
@@ -80,7 +80,7 @@ async def triage_batch(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     context = resolve_context(context, model)
-    _open_shared_services(context)
+    _start_of_run(context)
     report = on_result or (lambda result: None)
     announce = on_in_progress or (lambda email_id: None)
     entries: list[TriageResult | asyncio.Task[TriageResult]] = []
@@ -138,13 +138,10 @@ async def triage_batch(
     return [entry if isinstance(entry, TriageResult) else entry.result() for entry in entries]
 
 
-def _open_shared_services(context: Context) -> None:
-    # Created here, once, before any worker thread exists: functools.cached_property stopped
-    # locking in Python 3.12, so two threads could otherwise each build their own instance.
-    services = services_for(context)
-    services.case_store  # noqa: B018 - touching the property creates it
-    services.audit.recover_torn_tail()  # a write a full disk tore must not block this run
-    remove_abandoned_partial_replies(context.outbox_path)  # left by a killed run
+def _start_of_run(context: Context) -> None:
+    # What a killed or starved earlier run left behind must not stop this one.
+    services_for(context).audit.recover_torn_tail()  # a write a full disk tore
+    remove_abandoned_partial_replies(context.outbox_path)
 
 
 def run_triage_batch(
