@@ -34,9 +34,9 @@ from mediavault.agent.api import (
 )
 from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
 from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run
+from mediavault.agent.wiring import services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
-from mediavault.agent.wiring import services_for
 from mediavault.graph.nodes import thread_id_for
 
 #: The most emails one batch runs at once; beyond this SQLite writers only queue up.
