@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.ops.decision_lock import one_decision_at_a_time
 from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run, email_run
 from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
@@ -263,12 +264,15 @@ def triage_email(
 
     Triaging an email that already has an outcome returns that outcome without re-running
     anything; an email whose run was interrupted by a crash continues from its last checkpoint.
+    While another process on the same home is triaging the email, this waits for that run and
+    returns its outcome.
     """
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     thread_id = thread_id_for(inbound.email_id)
     config = _config(thread_id)
-    with _compiled_graph(context) as graph:
+    # Another process running this email: wait for it, then return what it recorded.
+    with email_run(context, thread_id, wait=True), _compiled_graph(context) as graph:
         recorded, snapshot = _recorded(graph, thread_id, inbound.email_id)
         if recorded is not None:
             return recorded
@@ -302,7 +306,7 @@ async def atriage_email(
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     async with async_compiled_graph(context) as graph:
-        return await atriage_on(graph, inbound, context)
+        return await atriage_on(graph, inbound, context, wait=True)
 
 
 def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
@@ -316,9 +320,24 @@ async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | Non
     return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id))[0]
 
 
-async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> TriageResult:
-    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch)."""
+async def atriage_on(
+    graph: Any, email: InboundEmail, context: Context, *, wait: bool = False
+) -> TriageResult:
+    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch).
+
+    Raises :class:`EmailInProgressElsewhere` when another process (or task) is running this
+    email, unless ``wait`` is set: then it waits for that run and returns its outcome.
+    """
     thread_id = thread_id_for(email.email_id)
+    async with aemail_run(context, thread_id, wait=wait) as held:
+        if not held:
+            raise EmailInProgressElsewhere(email.email_id)
+        return await _atriage_held(graph, email, context, thread_id)
+
+
+async def _atriage_held(
+    graph: Any, email: InboundEmail, context: Context, thread_id: str
+) -> TriageResult:
     config = _config(thread_id)
     recorded, snapshot = await _arecorded(graph, thread_id, email.email_id)
     if recorded is not None:

@@ -82,6 +82,7 @@ def verify_command(
             "log": str(path), "ok": verdict.ok, "lines_checked": verdict.lines_checked,
             "first_broken_line": verdict.first_broken_line, "broken_line_text": broken_line,
             "problem": verdict.problem, "keyed": verdict.keyed,
+            "torn_tail": verdict.torn_tail, "recovered": list(verdict.recovered),
             "warnings": list(verdict.warnings)}, indent=2))
     else:
         console = wide_console()

@@ -38,10 +38,14 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def context_for(home: Path | None, **overrides: object) -> Context:
     """The settings for an operator command; a bad setting is one error line and exit 2."""
+    from mediavault.agent.stores.state_files import check_state_paths
+
     try:
-        return Context().with_overrides(home=home, **overrides)
+        context = Context().with_overrides(home=home, **overrides)
+        check_state_paths(context)
     except ConfigurationError as problem:
         _fail(str(problem))
+    return context
 
 
 def printable(text: str, *, keep_newlines: bool = False) -> str:

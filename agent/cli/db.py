@@ -122,6 +122,13 @@ def init_command(
         _fail("MEDIAVAULT_DB names a database server; provision it with "
               "`mediavault db init --postgres ADMIN_DSN`")  # fmt: skip
     target = path or context.db_path
+    if path is None:  # the demo database lives in the (private) state folder
+        from mediavault.agent.stores.state_files import prepare_home
+
+        try:
+            prepare_home(context)
+        except ConfigurationError as error:
+            _fail(str(error))
     if target.exists():
         if not force:
             _fail(f"{target} already exists; pass --force to replace it", code=1)

@@ -128,6 +128,9 @@ def serve_command(
         )
     import uvicorn
 
+    from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
+
+    remove_abandoned_partial_replies(context.outbox_path)  # left by a killed console
     err_console.print(
         f"Review console for {context.home} at http://{host}:{port}/ "
         f"({len(names)} reviewer account(s)); Ctrl+C stops it.",

@@ -81,6 +81,12 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         raise _fail(str(problem)) from None
 
 
+def authserv_ids(values: list[str] | None) -> tuple[str, ...]:
+    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated)."""
+    return tuple(name.strip() for value in values or () for name in value.split(",")
+                 if name.strip())
+
+
 def ensure_demo_database(context: Context, *, as_of: date | None = None) -> bool:
     """Build the demo database when the configured one is the (missing) demo file.
 
@@ -88,9 +94,10 @@ def ensure_demo_database(context: Context, *, as_of: date | None = None) -> bool
     """
     if context.db is not None or context.db_path.exists():
         return False
+    from mediavault.agent.stores.state_files import prepare_home
     from mediavault.tools.business_db.demo_database import build_demo_database
 
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
     build_demo_database(context.db_path, as_of=context.today or as_of)
     return True
 
@@ -148,18 +155,20 @@ def _read(paths: list[Path], options: ReadOptions, tally: _Tally) -> list[Any]:
 
 
 def _note(label: str, text: str) -> None:
-    style = "yellow" if label == "skipped" else "cyan"
+    style = {"skipped": "yellow", "in progress": "magenta"}.get(label, "cyan")
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
 
 
 def _check_services(context: Context) -> None:
     """Fail once, before any email is touched, when the model or database cannot work."""
+    from mediavault.agent.stores.state_files import check_state_paths
     from mediavault.agent.wiring import services_for
     from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
     services = services_for(context)
     try:
+        check_state_paths(context)  # a FIFO or device would hang or flood the run
         services.chat_model  # noqa: B018 - building it is the check
         services.business_db  # noqa: B018
     except (ConfigurationError, BusinessDatabaseError) as problem:
@@ -213,13 +222,19 @@ def triage_inbox(
             _note("failed", f"{source}: triage_failed: {result.error or 'no outcome'}")
         progress.update(task, advance=1, description=tally.progress_text())
 
+    def on_in_progress(email_id: str) -> None:
+        source = tally.items[email_id].source if email_id in tally.items else email_id
+        _note("in progress", f"{source}: another process is triaging this email; its outcome "
+                             "is reported when that run ends")
+
     try:
         with progress:
             # Results arrive in completion order; the batch returns them in input order.
             if emails:  # with nothing readable, not even the checkpoint file is created
                 tally.results = run_triage_batch(emails, context=context, limit=limit,
                                                  concurrency=concurrency, processes=processes,
-                                                 on_result=on_result)
+                                                 on_result=on_result,
+                                                 on_in_progress=on_in_progress)
     except KeyboardInterrupt:
         raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
                     "again to continue where it stopped", 130) from None
@@ -481,9 +496,10 @@ def triage_command(
     ] = True,
     authserv_id: Annotated[
         list[str] | None,
-        typer.Option("--authserv-id",
-                     help="Only trust Authentication-Results added by this receiving server "
-                          "(repeatable); default: the topmost header."),
+        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+                     help="Your receiving server's authserv-id: only its Authentication-Results "
+                          "headers are believed (repeatable; MEDIAVAULT_AUTHSERV_ID, "
+                          "comma-separated). Without one, raw-mail senders are unverified."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the outcomes and summary as JSON.")
@@ -496,6 +512,6 @@ def triage_command(
     if context.db is None and not context.db_path.exists():
         raise _fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
-                          authserv_ids=tuple(authserv_id or ()))
+                          authserv_ids=authserv_ids(authserv_id))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
                                   processes=processes, read_options=options, as_json=as_json))

@@ -348,12 +348,12 @@ def case_store_if_any(context: Context) -> CaseStore | None:
 
     Reading never creates a store: a mistyped ``--home`` must not leave an empty one behind.
     """
-    from mediavault.agent.stores.case_store_postgres import open_case_store
     from mediavault.agent.stores.checkpoints import uses_postgres_state
+    from mediavault.agent.wiring import open_private_case_store
 
     if not uses_postgres_state(context) and not context.cases_path.exists():
         return None
-    return open_case_store(context)
+    return open_private_case_store(context)
 
 
 def _case(context: Context, email_id: str) -> CaseRecord:

@@ -158,6 +158,14 @@ class ReviewerAccounts:
         """Whether ``name`` still has an account."""
         return name in self._accounts()
 
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the reviewer's current password, None when the account is gone:
+        sessions opened under another password have ended."""
+        from mediavault.agent.web.sessions import credential_stamp
+
+        entry = self._accounts().get(name)
+        return credential_stamp(entry["password_hash"]) if entry else None
+
     def verify(self, name: str, password: str) -> bool:
         """Whether the password is right for this reviewer (slow on purpose: argon2id)."""
         entry = self._accounts().get(name)

@@ -94,7 +94,7 @@ def test_every_format_is_triaged_and_each_bad_email_is_one_line(
     db: Path, mediavault_home: Path, mixed_inbox: dict[str, Path]
 ) -> None:
     paths = [str(p) for p in mixed_inbox.values()]
-    code, out, err = triage(*paths, "--json")
+    code, out, err = triage(*paths, "--json", "--authserv-id", "mx.mediavault.example")
     assert code == 1, err
     report = json.loads(out)
     by_id = {e["email_id"]: e for e in report["emails"]}
@@ -130,13 +130,59 @@ def test_raw_mail_without_dmarc_pass_gets_no_account_access(
     (tmp_path / "verified.eml").write_bytes(as_mail(email, "v@mail.example", dmarc=True))
     (tmp_path / "unverified.eml").write_bytes(as_mail(email, "u@mail.example"))
     code, out, err = triage(str(tmp_path / "verified.eml"), str(tmp_path / "unverified.eml"),
-                            "--json")
+                            "--json", "--authserv-id", "mx.mediavault.example")
     assert code == 0, err
     flags = {e["email_id"]: e["sender_verified"] for e in json.loads(out)["emails"]}
     assert flags == {"v@mail.example": True, "u@mail.example": False}
     recorded = cases(mediavault_home)
     assert recorded["v@mail.example"]["customer_id"] is not None
     assert recorded["u@mail.example"]["customer_id"] is None
+
+
+def test_a_forged_authentication_results_header_verifies_nobody_without_an_authserv_id(
+    db: Path, mediavault_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The spoofer writes the header the receiving server would have written; when no
+    # receiving server is configured nothing vouches for the address: catalog data only.
+    email = SAMPLE["msg-011"]
+    (tmp_path / "forged.eml").write_bytes(as_mail(email, "forged@mail.example", dmarc=True))
+    code, out, err = triage(str(tmp_path / "forged.eml"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["emails"][0]["sender_verified"] is False
+    assert cases(mediavault_home)["forged@mail.example"]["customer_id"] is None
+    # Naming the server (here through the environment) is what makes its header count.
+    monkeypatch.setenv("MEDIAVAULT_AUTHSERV_ID", "relay.example, mx.mediavault.example")
+    (tmp_path / "real.eml").write_bytes(as_mail(email, "real@mail.example", dmarc=True))
+    code, out, err = triage(str(tmp_path / "real.eml"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["emails"][0]["sender_verified"] is True
+
+
+@pytest.mark.parametrize("from_bytes", [
+    b"Ana <an\xe9@exampl\xff.com>",           # Latin-1 bytes inside the address
+    b"\xff\xfe <ana\x80@example.com>",         # invalid UTF-8 in name and address
+])
+def test_one_poison_email_does_not_stop_the_batch(
+    db: Path, mediavault_home: Path, tmp_path: Path, from_bytes: bytes
+) -> None:
+    poison = tmp_path / "a-poison.eml"
+    poison.write_bytes(b"From: " + from_bytes + b"\r\nSubject: hi\r\nMessage-ID: <p1@x>\r\n"
+                       b"\r\nWhen is my film due?\r\n")
+    good = tmp_path / "b-good.eml"
+    good.write_bytes(as_mail(SAMPLE["msg-011"], "good@mail.example"))
+    for _ in range(2):  # the same on every run
+        code, out, err = triage(str(poison), str(good), "--json")
+        assert code == 1, err
+        report = json.loads(out)
+        assert [e["email_id"] for e in report["emails"]] == ["good@mail.example"]
+        assert report["emails"][0]["status"] != "failed"
+        assert report["failures"] == [{
+            "source": str(poison), "kind": "missing_sender",
+            "message": report["failures"][0]["message"]}]
+        assert "not UTF-8" in report["failures"][0]["message"]
+        assert "UnicodeEncodeError" not in err
+    assert set(cases(mediavault_home)) == {"good@mail.example"}
+    assert verify_audit_log(mediavault_home / "audit.jsonl").ok
 
 
 def test_operators_choose_whom_to_trust(db: Path, mediavault_home: Path, tmp_path: Path) -> None:
