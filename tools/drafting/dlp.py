@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Collection
+from functools import cache
+from urllib.parse import unquote
+
+import tldextract
+from text_to_num import alpha2digit
 
 from mediavault.tools.drafting.problems import ValidationProblem
 from mediavault.tools.drafting.reading import fold_text
 from mediavault.tools.drafting.reading import one_line as _one_line
+from mediavault.tools.text_folding import fold_lookalikes, strip_accents
 
 _EMAIL = re.compile(
     r"(?<![\w.%+-])[\w.%+-]++\s?@\s?[\w-]+(?:\.[\w-]+)*\.[a-z]{2,24}(?![\w-])", re.IGNORECASE
@@ -151,7 +158,8 @@ class Contacts:
                 continue
             folded = fold_text(entry).strip()
             if "@" in folded:
-                self.emails.add(folded.casefold())
+                # "Dana Whitfield <dana@example.com>" and a bare address alike
+                self.emails.update(e.casefold() for e in re.findall(r"[^\s<>@]+@[^\s<>@]+", folded))
             elif re.search(r"[^\W\d_]", folded):
                 key = _address_key(folded)
                 if key:
@@ -332,3 +340,281 @@ def find_markup_and_placeholders(folded: str) -> list[ValidationProblem]:
             problems.append(ValidationProblem(code="placeholder", detail=detail))
     return problems
 
+
+
+# --------------------------------------------------------------------------------------------
+# Deny by default. The patterns above read contact data written the usual ways; the checks
+# below read it the way an attacker writes it: spelled out in any of the languages customers
+# write in, split over a sentence, reversed, percent- or entity-encoded, in look-alike
+# characters. Anything contact-shaped that is not the sender's own is refused.
+
+# "@" and "." written as words (English, German, French, Spanish, Italian, Dutch, Polish,
+# Russian, Japanese) or in brackets.
+_AT_WORDS = (
+    r"at|ät|arobase|arroba|chiocciola|apenstaartje|apestaart|malpa|małpa|klammeraffe|"
+    r"собака|アットマーク|アット"
+)
+_FOREIGN_AT = re.compile(
+    r"(?<![^\W\d_])(?:ät|arobase|arroba|chiocciola|apenstaartje|apestaart|małpa|klammeraffe|"
+    r"собака)(?![^\W\d_])|アットマーク|at[\s-]?(?:sign|symbol)|the usual symbol",
+    re.IGNORECASE,
+)
+_DOT_WORDS = r"dot|punkt|point|punto|punt|kropka|точка|ドット|full[\s-]?stop|period"
+_SLASH_WORDS = r"slash|schrägstrich|barra|barre oblique|ukośnik"
+_SPELLED_SEPARATORS = (
+    (re.compile(r"\s*[\[({]\s*(?:@|" + _AT_WORDS + r")\s*[\])}]\s*", re.IGNORECASE), "@"),
+    (re.compile(r"\s*[\[({]\s*(?:\.|" + _DOT_WORDS + r")\s*[\])}]\s*", re.IGNORECASE), "."),
+    (re.compile(r"(?<=[\w])\s+(?:" + _AT_WORDS.removeprefix("at|") + r")\s+(?=[\w])",
+                re.IGNORECASE), "@"),
+    (re.compile(r"(?<=[\w])\s*,?\s+(?:then\s+|and\s+)?(?:a\s+|the\s+)?(?:" + _DOT_WORDS
+                + r")\s+(?:and\s+|then\s+)?(?=[\w])", re.IGNORECASE), "."),
+    # English "at" only before something shaped like a host: "ana at hotmail, com".
+    (re.compile(r"(?<=[\w])\s+at\s+(?=[\w-]+(?:\s*[.,]\s*[\w-]+)+)", re.IGNORECASE), " at "),
+    (re.compile(r"(?<=[\w])\s+(?:" + _SLASH_WORDS + r")\s+(?=[\w])", re.IGNORECASE), "/"),
+    (re.compile(r"(?<=\w) \. (?=\w)|(?<=\w) \.(?=\w)|(?<=\w)\. (?=[a-z]{2,6}\b)"), "."),
+    (re.compile(r"(?<=\w) / (?=\w)"), "/"),
+)
+_ANY_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+_HOST = re.compile(
+    r"(?<![\w@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63})(?![\w-])"
+)
+
+
+def _contact_view(text: str) -> str:
+    """``text`` with encodings undone and spelled-out separators made symbols again."""
+    view = fold_lookalikes(text, cjk_digits=True)
+    view = html.unescape(view)
+    view = re.sub(r"%(?:40|2e|2f)", lambda m: unquote(m.group()), view, flags=re.IGNORECASE)
+    for pattern, symbol in _SPELLED_SEPARATORS:
+        view = pattern.sub(symbol, view)
+    return _SPELLED_ENGLISH_EMAIL.sub(_english_email, view)
+
+
+_SPELLED_ENGLISH_EMAIL = re.compile(
+    r"([\w.+-]+)\s+at\s+([\w-]+(?:\s*[.,]\s*[\w-]+)+)", re.IGNORECASE
+)
+
+
+def _english_email(match: re.Match[str]) -> str:
+    host = re.sub(r"\s*[.,]\s*", ".", match.group(2))
+    if _is_host(host.casefold()):
+        return f"{match.group(1)}@{host}"
+    return match.group()
+
+
+@cache
+def _suffix_extractor() -> tldextract.TLDExtract:
+    # The snapshot of the Public Suffix List shipped inside tldextract: never fetched at run time.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _is_host(name: str) -> bool:
+    """A name with a registered public suffix ("mediavault.help", "bit.ly", "t.ly")."""
+    parts = _suffix_extractor()(name)
+    return bool(parts.suffix and parts.domain and re.search(r"[a-z]", parts.domain))
+
+
+def _without_own_addresses(view: str, contacts: Contacts) -> str:
+    for own in sorted(contacts.emails, key=len, reverse=True):
+        view = re.sub(re.escape(own), " ", view, flags=re.IGNORECASE)
+    return view
+
+
+def _find_spelled_contacts(text: str, contacts: Contacts) -> list[ValidationProblem]:
+    problems: list[ValidationProblem] = []
+    view = _without_own_addresses(_contact_view(text), contacts)
+    lowered = strip_accents(view.casefold())
+    if "@" in lowered:
+        at = lowered.index("@")
+        excerpt = _masked(lowered[max(0, at - 6) : at + 6])
+        problems.append(ValidationProblem(
+            code="dlp_email", detail=f"an e-mail address that is not the sender's ({excerpt})"))
+    if _FOREIGN_AT.search(view) or _FOREIGN_AT.search(text):
+        problems.append(ValidationProblem(
+            code="dlp_email", detail="an e-mail address written out in words"))
+    for match in _HOST.finditer(lowered):
+        host = match.group(1)
+        if not _is_host(host):
+            continue
+        problems.append(ValidationProblem(code="dlp_url", detail=f"a web address ({_masked(host)})"))
+        break
+    if re.search(r"(?<![a-z])localhost(?![a-z])|\[[0-9a-f:]{3,}\]|(?<![:\w])//\s*[a-z0-9]", lowered):
+        problems.append(ValidationProblem(code="dlp_url", detail="a web address"))
+    return problems
+
+
+# Digits written as words, in the languages customers write in; "oh" only next to another.
+_DIGIT_NAMES: dict[str, str] = {}
+for _digit, _names in enumerate((
+    "zero nought null nul zéro cero zero nulla zero",
+    "one eins un une uno um één jeden",
+    "two zwei deux dos dois twee dwa",
+    "three drei trois tres tre três drie trzy",
+    "four vier quatre cuatro quattro quatro cztery",
+    "five fünf funf cinq cinco cinque vijf pięć piec",
+    "six sechs seis sei zes sześć szesc",
+    "seven sieben sept siete sette sete zeven siedem",
+    "eight acht huit ocho otto oito osiem",
+    "nine neun neuf nueve nove negen dziewięć dziewiec",
+)):
+    for _name in _names.split():
+        _DIGIT_NAMES[_name] = str(_digit)
+_DIGIT_NAME_RUN = re.compile(
+    r"(?<![^\W\d_])(?:(?:" + "|".join(sorted(_DIGIT_NAMES, key=len, reverse=True))
+    + r"|oh|\d+)(?![^\W\d_])[\s,.\-/()]*){3,}",
+    re.IGNORECASE,
+)
+
+
+def _spelled_digits(text: str) -> str:
+    """Runs of three or more digit words ("five five five, oh one") written as digits."""
+
+    def _run(match: re.Match[str]) -> str:
+        tokens = re.findall(r"[^\W\d_]+|\d+", match.group())
+        if all(token.isdigit() for token in tokens):
+            return match.group()  # digits already: the phone check reads them as written
+        return " ".join(_DIGIT_NAMES.get(t.casefold(), "0" if t.casefold() == "oh"
+                                         else t) for t in tokens) + " "
+
+    text = _DIGIT_NAME_RUN.sub(_run, text)
+    try:  # "five hundred fifty-five", "twelve hundred", "Fifty-Five West Third Street"
+        return str(alpha2digit(text, "en"))
+    except Exception:  # the converter refuses odd input; the digit-word pass above stands
+        return text
+
+
+_MONTHS = (
+    r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+# Numbers that are not phone numbers: dates, times, amounts, labelled ids and quantities.
+_NOT_A_PHONE_NUMBER = re.compile(
+    r"\b\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b"
+    r"|(?<![\d/.-])\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b(?![/.-]\d)"
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?\b"
+    r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:" + _MONTHS + r")\b\.?(?:,?\s+\d{4})?"
+    r"|\b(?:" + _MONTHS + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?(?:,?\s+\d{4})?"
+    r"|\b(?:" + _MONTHS + r")\.?\s+\d{4}\b|\b(?:19|20)\d{2}\b(?!\s*[-./]\s*\d)"
+    r"|[$€£¥]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|eur|gbp|dollars?|cents?|%)"
+    r"|(?:#|\bno\.?\s?|\b(?:rental|payment|inventory|film|store|id|number)s?\s+#?)\d{1,6}\b"
+    r"|\b\d+(?:\.\d+)?\s*-?\s*(?:started\s+)?(?:days?|hours?|minutes?|weeks?|months?|years?|"
+    r"copies|copy|rentals?|films?|items?|payments?|times|x|per)\b"
+    r"|\b\d+(?:\.\d+)?\s*(?:[x×*+=<>]|or\s+\$)",
+    re.IGNORECASE,
+)
+_PHONE_CLUSTER_GAP = 24  # characters between two digit groups of one number
+_VANITY_NUMBER = re.compile(r"\b(?:1\s*-?\s*)?\d{3}\s*[-.\s]\s*[A-Z]{4,}\b")
+
+
+def _phone_clusters(text: str) -> list[tuple[str, str]]:
+    """Digit groups close enough to read as one number: (digits, the text they span)."""
+    clusters: list[tuple[str, str]] = []
+    groups = list(re.finditer(r"\d+", text))
+    start = 0
+    while start < len(groups):
+        end = start
+        while end + 1 < len(groups) and groups[end + 1].start() - groups[end].end() <= (
+                _PHONE_CLUSTER_GAP) and "\n" not in text[groups[end].end():groups[end + 1].start()]:
+            end += 1
+        digits = "".join(g.group() for g in groups[start : end + 1])
+        clusters.append((digits, text[groups[start].start() : groups[end].end()]))
+        start = end + 1
+    return clusters
+
+
+def _find_phone_numbers(text: str, contacts: Contacts) -> list[ValidationProblem]:
+    view = _spelled_digits(_contact_view(text))
+    view = _NOT_A_PHONE_NUMBER.sub(lambda m: "~" * len(m.group()), view)
+    problems: list[ValidationProblem] = []
+    for digits, span in _phone_clusters(view):
+        if _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS and not contacts.has_phone(
+                digits):
+            problems.append(ValidationProblem(
+                code="dlp_phone", detail=f"a phone number that is not the sender's ({_masked(span)})"))
+            break
+    if not problems and _VANITY_NUMBER.search(view):
+        problems.append(ValidationProblem(code="dlp_phone", detail="a phone number in letters"))
+    return problems
+
+
+_STREET_TYPES = (
+    "Street|Str|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|"
+    "Parkway|Pkwy|Highway|Hwy|Terrace|Ter|Way|Plaza|Square|Sq|Circle|Cir|Crescent|Cres|Close|"
+    "Row|Mews|Trail|Trl|Expressway|Expy|Freeway|Fwy|Pike|Turnpike|Alley|Gardens|Grove|Quay|"
+    "Wharf|Embankment|Esplanade|Promenade|Apartments|Tower|Towers|Estate|Heights|Hill|Park|"
+    "Marg|Nagar|Chowk"
+)
+# A capitalised name before a street type ("Harbor Avenue", "MG Road", "5th Ave"), or a
+# street type before a name ("Rue Sherbrooke", "Calle Mayor"): a street, with or without a
+# house number, which may come before, after, or sentences later.
+_NAMED_STREET = re.compile(
+    r"(?:\b\d{1,6}[A-Za-z]?(?:-[A-Za-z0-9]+)?,?\s+)?"
+    r"(?:(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th))\s+){1,4}"
+    r"(?:" + _STREET_TYPES + r")\b\.?"
+    r"|\b(?:Rue|Calle|Via|Viale|Avenida|Av\.|Chemin|Strada|Rua|Piazza|Carrer|Paseo|Corso|Largo|"
+    r"Boulevard|Avenue|Place|Route|Plaza)\s+(?:(?:de|del|la|le|des|du|d'|di)\s+)*[A-Z][\w'’-]+"
+)
+_ADDRESS_PARTS = re.compile(
+    # units and boxes: "Suite 300", "Apt 2", "Flat 3", "Ste. 12", "#4B", "PO Box 4471"
+    r"\b(?i:suite|ste|apt|apartment|flat|unit|bldg|building)\.?\s*(?:no\.?\s*)?#?\d+"
+    r"|\b(?:Level|Floor|Room|Door)\s+\d+|\bdoor\s+\d+"
+    r"|\b(?i:p\.?\s?o\.?\s?box|postfach|box|apartado|boîte postale|bp)\s+\d+"
+    r"|\b(?:RR|HC|Rte)\s*\d+"
+    r"|(?<=\d)\s*#\s*\d*[A-Za-z]\b|\b\d+[A-Za-z]?\s*#\s*\d+"
+    r"|\b(?i:attn|c/o)\b[:.]?"
+    # compound street names: "Hauptstraße 112", "Keizersgracht 123"
+    r"|\b[A-ZÄÖÜ][\wäöüß]+(?:straße|strasse|str\.|gracht|straat|weg|laan|gasse|allee|platz|"
+    r"plein|damm|kade|singel|vej|gade|gatan|vägen)\s+\d+"
+    # postal codes with a place: "10115 Berlin", "1015 CJ Amsterdam", "Portland OR 97208",
+    # "VIC 3000", "LS6 2AB", "H3G 1L5", "Bengaluru 560001", "〒150-0002"
+    r"|\b\d{4,5}[ \t]+(?:[A-Z]{2}[ \t]+)?[A-Z][a-zà-ÿ]+"
+    r"|\b[A-Z]{2,3}[ \t]+\d{4,5}(?:-\d{4})?\b(?![ \t]*(?:days?|copies|rentals?))"
+    r"|\b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z]{2}\b|\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b"
+    r"|\b[A-Z][a-z]+\s+\d{6}\b|〒|丁目|番地|号室"
+)
+_STREET_TYPE_WORDS = {
+    "st": "street", "str": "street", "ave": "avenue", "av": "avenue", "rd": "road",
+    "blvd": "boulevard", "ln": "lane", "dr": "drive", "ct": "court", "pl": "place",
+    "pkwy": "parkway", "hwy": "highway", "ter": "terrace", "sq": "square", "cir": "circle",
+    "cres": "crescent", "trl": "trail", "expy": "expressway", "fwy": "freeway",
+}
+
+
+def _street_key(text: str) -> str:
+    words = re.findall(r"[a-z0-9]+", fold_text(text).casefold())
+    return " ".join(_STREET_TYPE_WORDS.get(word, word) for word in words)
+
+
+def _is_own_street(text: str, contacts: Contacts) -> bool:
+    key = _street_key(text)
+    return bool(key) and any(f" {key} " in f" {_street_key(own)} " for own in contacts.addresses)
+
+
+def _find_street_addresses(text: str, contacts: Contacts) -> list[ValidationProblem]:
+    view = _spelled_digits(fold_lookalikes(text, cjk_digits=True))
+    for match in _NAMED_STREET.finditer(view):
+        span = match.group().strip()
+        letters = re.sub(r"[^A-Za-z]", "", span)
+        if letters.isupper() and len(letters) > 4:
+            continue  # an upper-case film title such as "SECRET HIGHWAY"
+        if _ID_LABEL.search(view[max(0, match.start() - 20) : match.start()]):
+            span = re.sub(r"^\d+[A-Za-z]?,?\s+", "", span)
+        if not _is_own_street(span, contacts):
+            return [ValidationProblem(
+                code="dlp_street_address",
+                detail=f"a street address that is not the sender's ({_masked(span)})")]
+    found = _ADDRESS_PARTS.search(view)
+    if found and not _is_own_street(found.group(), contacts):
+        return [ValidationProblem(
+            code="dlp_street_address",
+            detail=f"part of a postal address that is not the sender's ({_masked(found.group())})")]
+    return []
+
+
+def find_contact_data(text: str, contacts: Contacts) -> list[ValidationProblem]:
+    """Every kind of contact data in ``text`` that is not the sender's own, however written."""
+    return [
+        *_find_spelled_contacts(text, contacts),
+        *_find_phone_numbers(text, contacts),
+        *_find_street_addresses(text, contacts),
+    ]

@@ -8,6 +8,7 @@ from email.utils import getaddresses
 
 from mediavault.policies import policy_rules
 from mediavault.tools.drafting.dlp import (
+    find_contact_data,
     Contacts,
     find_contact_leaks,
     find_links,
@@ -127,5 +128,7 @@ def validate_reply(
 
     problems.extend(find_markup_and_placeholders(folded))
     problems.extend(find_links(folded))
-    problems.extend(find_contact_leaks(readable, Contacts(sender, allowed_contacts)))
+    contacts = Contacts(sender, allowed_contacts)
+    problems.extend(find_contact_leaks(readable, contacts))
+    problems.extend(find_contact_data(_mask_titles(scanned, film_titles), contacts))
     return ValidationReport.from_problems(problems)
