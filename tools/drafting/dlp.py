@@ -289,6 +289,12 @@ _DANGEROUS_TAGS = frozenset(
 )
 _ANGLE = re.compile(r"<\s*([/!?])?\s*([a-z][a-z0-9:_-]*)?([^<>\n]{0,300}?)(>|$|(?=<))",
                     re.MULTILINE)
+# A reply is plain text: markdown (emphasis, code, tables, headings, quotes, rules) and
+# BBCode are refused whatever they wrap. "#" before a digit is a number ("rental #15829").
+_MARKUP_CHARACTERS = re.compile(
+    r"[*`|~^\\]|#(?!\d)|(?<![\w@.])>|(?m:^[ \t]*(?:-{3,}|_{3,}|={3,})[ \t]*$)"
+    r"|\[/?[a-z]+(?:=[^\]\n]*)?\]"
+)
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-f]{1,6}|lt|gt|amp|quot|apos|nbsp);")
 _PLACEHOLDER_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\{[^{}\n]{0,100}\}|\{\{|\}\}|\$\{"), "a template field in braces"),
@@ -324,6 +330,10 @@ def find_markup_and_placeholders(folded: str) -> list[ValidationProblem]:
             problems.append(
                 ValidationProblem(code="placeholder", detail=f"a template tag (<{name}…>)")
             )
+    markup = _MARKUP_CHARACTERS.search(folded)
+    if markup:
+        problems.append(ValidationProblem(
+            code="dlp_markup", detail=f"formatting markup ({markup.group().strip()[:10]})"))
     if _ENTITY.search(folded.casefold()):
         problems.append(ValidationProblem(code="dlp_html", detail="an HTML character entity"))
     for pattern, what in _PLACEHOLDER_RULES:
@@ -369,7 +379,6 @@ _SPELLED_SEPARATORS = (
     (re.compile(r"(?<=[\w])\s*,?\s+(?:then\s+|and\s+)?(?:a\s+|the\s+)?(?:" + _DOT_WORDS
                 + r")\s+(?:and\s+|then\s+)?(?=[\w])", re.IGNORECASE), "."),
     # English "at" only before something shaped like a host: "ana at hotmail, com".
-    (re.compile(r"(?<=[\w])\s+at\s+(?=[\w-]+(?:\s*[.,]\s*[\w-]+)+)", re.IGNORECASE), " at "),
     (re.compile(r"(?<=[\w])\s+(?:" + _SLASH_WORDS + r")\s+(?=[\w])", re.IGNORECASE), "/"),
     (re.compile(r"(?<=\w) \. (?=\w)|(?<=\w) \.(?=\w)|(?<=\w)\. (?=[a-z]{2,6}\b)"), "."),
     (re.compile(r"(?<=\w) / (?=\w)"), "/"),
@@ -391,7 +400,7 @@ def _contact_view(text: str) -> str:
 
 
 _SPELLED_ENGLISH_EMAIL = re.compile(
-    r"([\w.+-]+)\s+at\s+([\w-]+(?:\s*[.,]\s*[\w-]+)+)", re.IGNORECASE
+    r"(?<![\w.+-])([\w.+-]++)\s+at\s+([\w-]++(?:\s*+[.,]\s*+[\w-]++)++)", re.IGNORECASE
 )
 
 
@@ -603,11 +612,14 @@ def _find_street_addresses(text: str, contacts: Contacts) -> list[ValidationProb
             return [ValidationProblem(
                 code="dlp_street_address",
                 detail=f"a street address that is not the sender's ({_masked(span)})")]
-    found = _ADDRESS_PARTS.search(view)
-    if found and not _is_own_street(found.group(), contacts):
-        return [ValidationProblem(
-            code="dlp_street_address",
-            detail=f"part of a postal address that is not the sender's ({_masked(found.group())})")]
+    for found in _ADDRESS_PARTS.finditer(view):
+        if _ID_LABEL.search(view[max(0, found.start() - 20) : found.start()]):
+            continue  # "rental 1207 Frozen Junction": an id before a title
+        if not _is_own_street(found.group(), contacts):
+            return [ValidationProblem(
+                code="dlp_street_address",
+                detail=f"part of a postal address that is not the sender's "
+                f"({_masked(found.group())})")]
     return []
 
 

@@ -21,6 +21,9 @@ ProblemCode = Literal[
     "dlp_markdown_image",
     "dlp_html",
     "wrong_recipient",
+    "dlp_markup",
+    "third_party",
+    "ungrounded_fact",
 ]
 
 

@@ -18,6 +18,8 @@ from mediavault.tools.drafting.problems import ValidationProblem, ValidationRepo
 from mediavault.tools.drafting.reading import fold_text
 from mediavault.tools.drafting.reading import one_line as _one_line
 from mediavault.tools.drafting.staff_only import (
+    find_forbidden_words,
+    find_staff_only_material,
     forbidden_patterns,
     internal_windows,
     repeats_internal_text,
@@ -126,6 +128,8 @@ def validate_reply(
             )
         )
 
+    problems.extend(find_forbidden_words(readable))
+    problems.extend(find_staff_only_material(readable))
     problems.extend(find_markup_and_placeholders(folded))
     problems.extend(find_links(folded))
     contacts = Contacts(sender, allowed_contacts)
