@@ -20,6 +20,7 @@ from mediavault.graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs
 from mediavault.graph.audit_trail import record_event, write_pending
 from mediavault.graph.context import Context
 from mediavault.graph.decision import TriageDecision, enforce_decision
+from mediavault.graph.draft_evidence import grounding_evidence
 from mediavault.graph.gates import (
     audit_verdicts,
     customer_identity,
@@ -460,14 +461,17 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         sender_address=str(email["sender"]),
         subject=str(email.get("subject", "")),
         allowed_contacts=_sender_contacts(state, runtime),
+        evidence=grounding_evidence(state, runtime),
     )
     report = outcome.report
+    provenance = [fact.model_dump(mode="json") for fact in outcome.provenance]
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
     store = services_for(runtime.context).case_store
     with store.atomic():  # the draft and the case's new status are recorded together
         version = store.record_draft(
             _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
             problems=problems, policy_refs=list(outcome.reply.policy_refs),
+            provenance=provenance,
         )
         if report.valid:
             store.set_outcome(_email_id(state), route="draft",
@@ -478,7 +482,8 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
            details={"tool": DRAFT_CUSTOMER_EMAIL, "valid": report.valid,
                     "problems": [p.code for p in report.problems], "draft_version": version})
     draft_record = {**outcome.reply.model_dump(mode="json"), "valid": report.valid,
-                    "problems": problems, "version": version, "source": "model"}
+                    "problems": problems, "version": version, "source": "model",
+                    "provenance": provenance}
     update: dict[str, Any] = {"approved_calls": [], "draft": draft_record}
     if report.valid:
         update["messages"] = [ToolMessage(content="Draft is valid and saved for review.",

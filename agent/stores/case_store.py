@@ -136,6 +136,9 @@ class DraftRecord(_Record):
     validation_problems: tuple[str, ...]
     policy_refs: tuple[str, ...]
     created_at: datetime
+    #: Where each fact of the draft came from: ``{fact, kind, source, reference}`` (a query
+    #: row, a policy section, the customer's message); empty for reviewers' edits.
+    provenance: tuple[dict[str, str], ...] = ()
 
 
 class TicketRecord(_Record):
@@ -301,7 +304,11 @@ def _m001_initial_schema(db: Database) -> None:
 
 
 #: Schema migrations in order; version N is ``MIGRATIONS[N - 1]``. Append, never edit.
-MIGRATIONS: list[Callable[[Database], None]] = [_m001_initial_schema]
+def _m002_draft_provenance(db: Database) -> None:
+    db.execute("ALTER TABLE drafts ADD COLUMN provenance TEXT")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_m001_initial_schema, _m002_draft_provenance]
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -607,6 +614,7 @@ class CaseStore:
         valid: bool,
         problems: Sequence[str],
         policy_refs: Sequence[str],
+        provenance: Sequence[Mapping[str, str]] = (),
     ) -> int:
         """Store a draft as the next version and return its version number.
 
@@ -634,6 +642,7 @@ class CaseStore:
                     "valid": int(valid),
                     "validation_problems": _json_list(problems),
                     "policy_refs": _json_list(policy_refs),
+                    "provenance": json.dumps([dict(fact) for fact in provenance]),
                     "created_at": to_utc_text(self._now()),
                 }
             )
@@ -885,6 +894,7 @@ def _draft(row: Mapping[str, Any]) -> DraftRecord:
         validation_problems=_strings(row["validation_problems"]),
         policy_refs=_strings(row["policy_refs"]),
         created_at=datetime.fromisoformat(row["created_at"]),
+        provenance=tuple(json.loads(row.get("provenance") or "[]")),
     )
 
 

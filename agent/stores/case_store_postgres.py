@@ -90,7 +90,10 @@ _M001 = (
         message_id text NOT NULL, created_at text NOT NULL)""",
 )
 #: Schema migrations in order, each a list of statements; append, never edit.
-MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [("m001_initial_schema", _M001)]
+MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("m001_initial_schema", _M001),
+    ("m002_draft_provenance", ("ALTER TABLE drafts ADD COLUMN provenance text",)),
+]
 
 
 def _psycopg() -> Any:
@@ -345,6 +348,7 @@ class PostgresCaseStore(CaseStore):
         valid: bool,
         problems: Sequence[str],
         policy_refs: Sequence[str],
+        provenance: Sequence[Mapping[str, str]] = (),
     ) -> int:
         """Store a draft as the next version and return its version number.
 
@@ -366,10 +370,11 @@ class PostgresCaseStore(CaseStore):
             version = 1 if latest is None else int(latest["version"]) + 1
             cursor.execute(
                 "INSERT INTO drafts (email_id, version, source, text, valid, "
-                "validation_problems, policy_refs, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "validation_problems, policy_refs, created_at, provenance) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [email_id, version, source, text, int(valid), _json_list(problems),
-                 _json_list(policy_refs), to_utc_text(self._now())],
+                 _json_list(policy_refs), to_utc_text(self._now()),
+                 json.dumps([dict(fact) for fact in provenance])],
             )  # fmt: skip
             return version
 

@@ -429,6 +429,10 @@ def _without_own_addresses(view: str, contacts: Contacts) -> str:
     return view
 
 
+_LOCAL_OR_BARE_HOST = re.compile(
+    r"(?<![a-z])localhost(?![a-z])|\[[0-9a-f:]{3,}\]|(?<![:\w])//\s*[a-z0-9]")
+
+
 def _find_spelled_contacts(text: str, contacts: Contacts) -> list[ValidationProblem]:
     problems: list[ValidationProblem] = []
     view = _without_own_addresses(_contact_view(text), contacts)
@@ -445,9 +449,10 @@ def _find_spelled_contacts(text: str, contacts: Contacts) -> list[ValidationProb
         host = match.group(1)
         if not _is_host(host):
             continue
-        problems.append(ValidationProblem(code="dlp_url", detail=f"a web address ({_masked(host)})"))
+        problems.append(
+            ValidationProblem(code="dlp_url", detail=f"a web address ({_masked(host)})"))
         break
-    if re.search(r"(?<![a-z])localhost(?![a-z])|\[[0-9a-f:]{3,}\]|(?<![:\w])//\s*[a-z0-9]", lowered):
+    if _LOCAL_OR_BARE_HOST.search(lowered):
         problems.append(ValidationProblem(code="dlp_url", detail="a web address"))
     return problems
 
@@ -539,7 +544,8 @@ def _find_phone_numbers(text: str, contacts: Contacts) -> list[ValidationProblem
         if _MIN_PHONE_DIGITS <= len(digits) <= _MAX_PHONE_DIGITS and not contacts.has_phone(
                 digits):
             problems.append(ValidationProblem(
-                code="dlp_phone", detail=f"a phone number that is not the sender's ({_masked(span)})"))
+                code="dlp_phone",
+                detail=f"a phone number that is not the sender's ({_masked(span)})"))
             break
     if not problems and _VANITY_NUMBER.search(view):
         problems.append(ValidationProblem(code="dlp_phone", detail="a phone number in letters"))

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mediavault.tools.drafting.content import CustomerReply, DraftRequest
+from mediavault.tools.drafting.grounding import (
+    FactProvenance,
+    GroundingEvidence,
+    draft_content_text,
+    ground_text,
+)
 from mediavault.tools.drafting.problems import ValidationProblem, ValidationReport
 from mediavault.tools.drafting.reading import fold_text
 from mediavault.tools.drafting.staff_only import resolve_internal, strip_internal_policy_text
@@ -31,12 +37,14 @@ from mediavault.tools.drafting.validation import validate_reply
 
 
 class DraftOutcome(BaseModel):
-    """A composed reply and the validator's verdict on it."""
+    """A composed reply, the validator's verdict on it, and where each of its facts came from
+    (when evidence was given)."""
 
     model_config = ConfigDict(frozen=True)
 
     reply: CustomerReply
     report: ValidationReport
+    provenance: list[FactProvenance] = Field(default_factory=list)
 
 
 def prepare_draft(
@@ -48,11 +56,14 @@ def prepare_draft(
     allowed_contacts: Collection[str],
     internal_phrases: Iterable[str] | None = None,
     film_titles: Iterable[str] = (),
+    evidence: GroundingEvidence | None = None,
 ) -> DraftOutcome:
     """Compose the reply for ``request`` and validate it.
 
     Staff-only sentences are dropped from the policy points before composing; the recipient the
     model asked for (``request.to``) is checked, while the reply itself always goes to the sender.
+    With ``evidence``, every fact of the model's content must trace to it (see
+    :mod:`~mediavault.tools.drafting.grounding`); the outcome lists each fact's source.
     """
     phrases = resolve_internal(internal_phrases)
     points = [
@@ -72,9 +83,16 @@ def prepare_draft(
         allowed_contacts=allowed_contacts,
         recipient=request.to,
         internal_phrases=phrases,
-        film_titles=film_titles,
+        film_titles=[*film_titles, *(evidence.film_titles() if evidence else ())],
     )
-    return DraftOutcome(reply=reply, report=report)
+    if evidence is None:
+        return DraftOutcome(reply=reply, report=report)
+    content = draft_content_text(
+        [request.summary, *request.findings, *points, *request.next_steps])
+    grounding = ground_text(content, evidence)
+    if not grounding.grounded:
+        report = ValidationReport.from_problems([*report.problems, *grounding.problems()])
+    return DraftOutcome(reply=reply, report=report, provenance=grounding.traced)
 
 
 __all__ = [
@@ -82,6 +100,8 @@ __all__ = [
     "CustomerReply",
     "DraftOutcome",
     "DraftRequest",
+    "FactProvenance",
+    "GroundingEvidence",
     "ValidationProblem",
     "ValidationReport",
     "compose_reply",

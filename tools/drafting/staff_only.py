@@ -111,12 +111,14 @@ def strip_internal_policy_text(text: str, internal_phrases: Iterable[str] | None
 # codes, routing, ticket ids), staff-only instructions in other words, and other people.
 
 _STOP_WORDS = frozenset(
-    """a an the and or but if so of to in on at by for from with without as is are was were be
-    been being it its this that these those there their they them we our us you your i me my
-    he she his her not no nor do does did done have has had will would can could may might must
-    shall should than then when whether which who whom what why how all any each every some one
-    only also even just very about into over under again still such more most other same per
-    up down out off here""".split()
+    """
+    a an the and or but if so of to in on at by for from with without as is are was were
+    be been being it its this that these those there their they them we our us you your i
+    me my he she his her not no nor do does did done have has had will would can could may
+    might must shall should than then when whether which who whom what why how all any
+    each every some one only also even just very about into over under again still such
+    more most other same per up down out off here
+    """.split()  # noqa: SIM905
 )
 
 
@@ -240,7 +242,8 @@ def find_staff_only_material(text: str) -> list[ValidationProblem]:
 
 def _stems_of_forbidden() -> list[str]:
     return [
-        phrase.casefold().strip().rstrip("e") for phrase in policy_rules().communication.forbidden_phrases
+        phrase.casefold().strip().rstrip("e")
+        for phrase in policy_rules().communication.forbidden_phrases
         if " " not in phrase.strip()
     ]
 

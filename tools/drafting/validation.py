@@ -8,8 +8,8 @@ from email.utils import getaddresses
 
 from mediavault.policies import policy_rules
 from mediavault.tools.drafting.dlp import (
-    find_contact_data,
     Contacts,
+    find_contact_data,
     find_contact_leaks,
     find_links,
     find_markup_and_placeholders,
