@@ -128,7 +128,9 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         if verdict.verdict == "allow":
             approved.append({"id": call_id, "name": call["name"], "args": call.get("args") or {}})
         else:
-            if "budget exhausted" in verdict.reason:
+            if "argument budget exhausted" in verdict.reason:
+                budget_note = "argument budget of the email exhausted"
+            elif "budget exhausted" in verdict.reason:
                 budget_note = f"tool call budget of {context.max_tool_calls} exhausted"
             tool_messages.append(ToolMessage(
                 content=f"Denied by the approval gate: {verdict.reason}",
@@ -142,6 +144,9 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         update["messages"] = tool_messages
     if budget_note and phase == "investigate":
         update["budget_exceeded"] = budget_note
+    elif budget_note and "argument budget" in budget_note:
+        # Drafting or escalating with nothing left to spend: a person takes the email.
+        update["escalation_reason"] = budget_note
     return update
 
 
