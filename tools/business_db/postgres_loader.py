@@ -610,6 +610,11 @@ def _create_roles(
         ("search_path", "public"),
         # Temporary files are how a runaway sort or join would fill a disk.
         ("temp_file_limit", "64MB"),
+        # Memory per query: each sort or hash step gets 4 MB before it spills to those temp
+        # files, and no parallel workers multiply it (the session sets the same again).
+        ("work_mem", "4MB"),
+        ("hash_mem_multiplier", "1"),
+        ("max_parallel_workers_per_gather", "0"),
     ):
         cursor.execute(f"ALTER ROLE {agent} IN DATABASE {db} SET {setting} = {_literal(value)}")
 
