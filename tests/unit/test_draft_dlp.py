@@ -117,3 +117,18 @@ def test_a_paraphrase_of_a_staff_only_line_is_told_from_the_public_rule() -> Non
                                      "beats a wrong automatic one.")
     assert not paraphrases_internal_text("Store staff may grant one courtesy waiver of up to "
                                          "$5.00 per customer in a 12-month period.")
+
+
+def test_a_mediavault_address_listed_in_the_policy_companion_may_be_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mediavault.policies import policy_rules
+
+    sentence = "Write to billing@mediavault.example about the fee."
+    assert "dlp_email" in codes(sentence)
+    rules = policy_rules()
+    listed = rules.communication.model_copy(
+        update={"mediavault_addresses": ("billing@mediavault.example",)})
+    monkeypatch.setattr("mediavault.tools.drafting.validation.policy_rules",
+                        lambda: rules.model_copy(update={"communication": listed}))
+    assert "dlp_email" not in codes(sentence)

@@ -132,7 +132,7 @@ def validate_reply(
     problems.extend(find_staff_only_material(readable))
     problems.extend(find_markup_and_placeholders(folded))
     problems.extend(find_links(folded))
-    contacts = Contacts(sender, allowed_contacts)
+    contacts = Contacts(sender, [*allowed_contacts, *communication.mediavault_addresses])
     problems.extend(find_contact_leaks(readable, contacts))
     problems.extend(find_contact_data(_mask_titles(scanned, film_titles), contacts))
     return ValidationReport.from_problems(problems)
