@@ -87,3 +87,13 @@ def test_an_invented_fact_escalates_after_the_retries_and_honest_drafts_keep_pro
     latest = honest_case.drafts[-1]
     assert latest.valid and latest.provenance
     assert any(fact["source"] == "query_row" for fact in latest.provenance)
+
+
+def test_a_total_over_the_rows_is_a_fact_of_those_rows() -> None:
+    rows = {"sql": "x", "columns": [], "row_count": 2,
+            "rows": [{"payment_id": 1, "amount": 0.99}, {"payment_id": 2, "amount": 0.99}]}
+    evidence = GroundingEvidence.from_tool_results(
+        [("run_sql_query", "c1", json.dumps(rows))], customer_message="Why two charges?")
+    report = ground_text("The 2 payments of $0.99 make $1.98 in all.", evidence)
+    assert report.untraceable == []
+    assert ground_text("They make $2.98 in all.", evidence).untraceable == ["$2.98"]

@@ -118,6 +118,7 @@ class GroundingEvidence:
             for index, row in enumerate(payload["rows"]):
                 if isinstance(row, dict):
                     self.add_row(f"{tool} {call_id}, row {index + 1}", row)
+            self._derive_totals(f"{tool} {call_id}", payload["rows"])
             if "row_count" in payload:
                 self.derived.setdefault(
                     _number_key(str(payload["row_count"])),
@@ -165,6 +166,19 @@ class GroundingEvidence:
                 fee = min(fee, cap)
             self.derived.setdefault(_amount_key(fee), ("query_row", reference))
             self.derived.setdefault(_number_key(str(started)), ("query_row", reference))
+
+    def _derive_totals(self, reference: str, rows: list[Any]) -> None:
+        # "Two payments of $0.99, $1.98 in all": a column's total over the rows is a fact of
+        # those rows.
+        totals: dict[str, Decimal] = {}
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            for key, value in row.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    totals[key] = totals.get(key, Decimal(0)) + Decimal(str(value))
+        for total in totals.values():
+            self.derived.setdefault(_amount_key(total), ("query_row", f"{reference}, total"))
 
     @classmethod
     def from_tool_results(
