@@ -1,30 +1,18 @@
-"""How the checks read a reply: as a person sees it, look-alike letters and invisibles undone."""
+"""How the checks read a reply: as a person sees it, look-alike letters and invisibles undone.
+
+The folding itself is the shared module's (:mod:`mediavault.tools.text_folding`: NFKC, the
+TR39 confusables of every script, invisibles, digits of every script); here accents are
+removed as well, so "gúarantee" reads as "guarantee". Letter case is kept.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-# Letters from other scripts that render like Latin ones; NFKC keeps them distinct.
-_HOMOGLYPHS = str.maketrans(
-    {
-        # Cyrillic
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-        "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i",
-        "ј": "j", "ԁ": "d", "һ": "h", "ӏ": "l", "ԛ": "q", "ԝ": "w", "ь": "b", "г": "r",
-        "п": "n", "А": "A", "В": "B", "Е": "E", "Ё": "E", "К": "K", "М": "M", "Н": "H",
-        "О": "O", "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X", "Ѕ": "S", "І": "I",
-        "Ї": "I", "Ј": "J", "Ԁ": "D", "Һ": "H", "Ӏ": "I", "Ԛ": "Q", "Ԝ": "W",
-        # Greek
-        "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v",
-        "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "Α": "A", "Β": "B",
-        "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
-        "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
-        # Latin oddities and full stops that NFKC leaves alone
-        "ı": "i", "ȷ": "j", "ɡ": "g", "ɑ": "a", "ʟ": "L", "。": ".", "｡": ".", "︒": ".",
-    }
-)
-# Invisible characters that are not format characters (category Cf is removed wholesale).
+from mediavault.tools.text_folding import fold_lookalikes
+
+# Braille blank and other characters that render as nothing but are not format characters.
 _INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
 
 
@@ -33,13 +21,13 @@ def fold_text(text: str) -> str:
     look-alike letters mapped to Latin. Letter case is kept."""
     if text.isascii():  # nothing to fold, and most replies are plain ASCII
         return text
-    text = unicodedata.normalize("NFKC", text)
+    text = fold_lookalikes(text)
     text = "".join(
         ch
         for ch in unicodedata.normalize("NFKD", text)
         if unicodedata.category(ch) not in ("Cf", "Mn", "Me") and ch not in _INVISIBLE
     )
-    return unicodedata.normalize("NFC", text).translate(_HOMOGLYPHS)
+    return unicodedata.normalize("NFC", text)
 
 
 def words(text: str) -> list[str]:
@@ -48,4 +36,3 @@ def words(text: str) -> list[str]:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
-
