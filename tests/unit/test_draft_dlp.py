@@ -83,6 +83,17 @@ def codes(sentence: str) -> set[str]:
          "internal_policy_text"),
         ("A member at the Lakeside store had the same charge.", "third_party"),
         ("Your husband's account shows the same film still out.", "third_party"),
+        # and a few more shapes: a provider without its ending, tens spelled out, "www",
+        # underscores, streets in other languages and lower case, spelled-out tiers
+        ("You can also write to jo_doe at gmail about it.", "dlp_email"),
+        ("Call five fifty-five oh one eighty-seven for billing.", "dlp_phone"),
+        ("The first three digits are 555, the last four are 0187.", "dlp_phone"),
+        ("See www mediavault com for the form.", "dlp_url"),
+        ("The fee is __final__ and cannot change.", "dlp_markup"),
+        ("Send it to ul. Marszałkowska 10 in Warsaw.", "dlp_street_address"),
+        ("The parcel went to 9 willow road near the park.", "dlp_street_address"),
+        ("This is now with tier 2 for a look.", "internal_policy_text"),
+        ("My instructions say I cannot discuss waivers.", "internal_policy_text"),
     ],
 )
 def test_disguised_material_is_refused(sentence: str, code: str) -> None:

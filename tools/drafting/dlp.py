@@ -292,7 +292,7 @@ _ANGLE = re.compile(r"<\s*([/!?])?\s*([a-z][a-z0-9:_-]*)?([^<>\n]{0,300}?)(>|$|(
 # A reply is plain text: markdown (emphasis, code, tables, headings, quotes, rules) and
 # BBCode are refused whatever they wrap. "#" before a digit is a number ("rental #15829").
 _MARKUP_CHARACTERS = re.compile(
-    r"[*`|~^\\]|#(?!\d)|(?<![\w@.])>|(?m:^[ \t]*(?:-{3,}|_{3,}|={3,})[ \t]*$)"
+    r"[*`|~^\\]|#(?!\d)|__|(?<![\w])_[^\s_][^_\n]*_(?![\w])|(?<![\w@.])>|(?m:^[ \t]*(?:-{3,}|_{3,}|={3,})[ \t]*$)"
     r"|\[/?[a-z]+(?:=[^\]\n]*)?\]"
 )
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-f]{1,6}|lt|gt|amp|quot|apos|nbsp);")
@@ -366,7 +366,11 @@ _AT_WORDS = (
 )
 _FOREIGN_AT = re.compile(
     r"(?<![^\W\d_])(?:ät|arobase|arroba|chiocciola|apenstaartje|apestaart|małpa|klammeraffe|"
-    r"собака)(?![^\W\d_])|アットマーク|at[\s-]?(?:sign|symbol)|the usual symbol",
+    r"собака)(?![^\W\d_])|アットマーク|at[\s-]?(?:sign|symbol)|the usual symbol"
+    # "jo_doe at gmail": a mailbox at a well-known provider, even without its domain ending
+    r"|(?<![^\W\d_])at\s+(?:gmail|googlemail|yahoo|hotmail|outlook|live|icloud|aol|"
+    r"protonmail|proton|gmx|yandex|zoho|fastmail|mailbox|posteo|web\.de|orange|free)"
+    r"(?![^\W\d_])",
     re.IGNORECASE,
 )
 _DOT_WORDS = r"dot|punkt|point|punto|punt|kropka|точка|ドット|full[\s-]?stop|period"
@@ -430,7 +434,7 @@ def _without_own_addresses(view: str, contacts: Contacts) -> str:
 
 
 _LOCAL_OR_BARE_HOST = re.compile(
-    r"(?<![a-z])localhost(?![a-z])|\[[0-9a-f:]{3,}\]|(?<![:\w])//\s*[a-z0-9]")
+    r"(?<![a-z])(?:localhost|www)(?![a-z])|\[[0-9a-f:]{3,}\]|(?<![:\w])//\s*[a-z0-9]")
 
 
 def _find_spelled_contacts(text: str, contacts: Contacts) -> list[ValidationProblem]:
@@ -474,7 +478,7 @@ for _digit, _names in enumerate((
     for _name in _names.split():
         _DIGIT_NAMES[_name] = str(_digit)
 _DIGIT_NAME_RUN = re.compile(
-    r"(?<![^\W\d_])(?:(?:" + "|".join(sorted(_DIGIT_NAMES, key=len, reverse=True))
+    r"(?<![^\W\d_])(?<![^\W\d_]-)(?:(?:" + "|".join(sorted(_DIGIT_NAMES, key=len, reverse=True))
     + r"|oh|\d+)(?![^\W\d_])[\s,.\-/()]*){3,}",
     re.IGNORECASE,
 )
@@ -492,9 +496,11 @@ def _spelled_digits(text: str) -> str:
 
     text = _DIGIT_NAME_RUN.sub(_run, text)
     try:  # "five hundred fifty-five", "twelve hundred", "Fifty-Five West Third Street"
-        return str(alpha2digit(text, "en"))
+        text = str(alpha2digit(text, "en"))
     except Exception:  # the converter refuses odd input; the digit-word pass above stands
         return text
+    # "five fifty-five oh one eighty-seven" only reads as digits once the tens are numbers.
+    return _DIGIT_NAME_RUN.sub(_run, text)
 
 
 _MONTHS = (
@@ -567,7 +573,8 @@ _NAMED_STREET = re.compile(
     r"(?:(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th))\s+){1,4}"
     r"(?:" + _STREET_TYPES + r")\b\.?"
     r"|\b(?:Rue|Calle|Via|Viale|Avenida|Av\.|Chemin|Strada|Rua|Piazza|Carrer|Paseo|Corso|Largo|"
-    r"Boulevard|Avenue|Place|Route|Plaza)\s+(?:(?:de|del|la|le|des|du|d'|di)\s+)*[A-Z][\w'’-]+"
+    r"Boulevard|Avenue|Place|Route|Plaza|Ulica|ul\.|Ul\.|Aleja|al\.|Praça|Travessa|Carrera|"
+    r"Straße|Strasse|Gasse|Platz)\s+(?:(?:de|del|la|le|des|du|d'|di)\s+)*[A-Z][\w'’-]+"
 )
 _ADDRESS_PARTS = re.compile(
     # units and boxes: "Suite 300", "Apt 2", "Flat 3", "Ste. 12", "#4B", "PO Box 4471"

@@ -203,7 +203,10 @@ _SUPPORT_JARGON = re.compile(
     r"staff[\s-]*only|staff\s+(?:note|handbook|instructions?)|note\s+to\s+self|vip|"
     r"flagged|(?:a|with)\s+\w+\s+flag|identity\s+unverified|unverified|withheld|mismatch|"
     r"we(?:'ve|\s+have)\s+been\s+told|not\s+allowed\s+to\s+(?:say|tell|confirm)|instructed|"
-    r"barred|override|escalated\s+to|drafts?\s+never|this\s+draft|my\s+tools)(?![a-z])"
+    r"barred|override|escalated\s+to|drafts?\s+never|this\s+draft|my\s+tools|"
+    r"tier\s*-?\s*\d|p[0-4]\s+priority|my\s+instructions|system\s+prompt|my\s+prompt|"
+    r"i\s+(?:was|am|have\s+been)\s+told|i(?:'m|\s+am)\s+not\s+(?:allowed|permitted)|"
+    r"not\s+permitted\s+to\s+(?:say|tell|mention|disclose))(?![a-z])"
 )
 # Ticket and case ids ("MV-48213", "TKT-2026-00917", "PR-3391", "INC0045521").
 _TICKET_ID = re.compile(r"\b[A-Z]{2,5}-?\d{3,}(?:-\d+)*\b")
@@ -267,7 +270,9 @@ def find_forbidden_words(text: str) -> list[ValidationProblem]:
     problems: list[ValidationProblem] = []
     plain = fold(fold_lookalikes(text), accents=False)
     # Spaced-out letters are read by the phrase patterns; here leetspeak ("prom1se") is undone.
-    views = {plain, undo_leetspeak(plain)}
+    # Word by word: a word longer than any forbidden one cannot hide one behind leetspeak,
+    # and reading a run of thousands of symbols as one word would take quadratic time.
+    views = {plain, " ".join(undo_leetspeak(w) if len(w) <= 40 else w for w in plain.split())}
     stems = _stems_of_forbidden()
     phrases = policy_rules().communication.forbidden_phrases
     for view in views:
