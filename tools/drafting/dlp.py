@@ -292,7 +292,8 @@ _ANGLE = re.compile(r"<\s*([/!?])?\s*([a-z][a-z0-9:_-]*)?([^<>\n]{0,300}?)(>|$|(
 # A reply is plain text: markdown (emphasis, code, tables, headings, quotes, rules) and
 # BBCode are refused whatever they wrap. "#" before a digit is a number ("rental #15829").
 _MARKUP_CHARACTERS = re.compile(
-    r"[*`|~^\\]|#(?!\d)|__|(?<![\w])_[^\s_][^_\n]*_(?![\w])|(?<![\w@.])>|(?m:^[ \t]*(?:-{3,}|_{3,}|={3,})[ \t]*$)"
+    r"[*`|~^\\]|#(?!\d)|__|(?<![\w])_[^\s_][^_\n]*_(?![\w])|(?<![\w@.])>"
+    r"|(?m:^[ \t]*(?:-{3,}|_{3,}|={3,})[ \t]*$)"
     r"|\[/?[a-z]+(?:=[^\]\n]*)?\]"
 )
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-f]{1,6}|lt|gt|amp|quot|apos|nbsp);")
