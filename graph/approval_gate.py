@@ -29,7 +29,10 @@ from mediavault.tools.drafting.reply import DraftRequest
 Verdict = Literal["allow", "deny", "review"]
 Phase = Literal["investigate", "draft", "escalate"]
 #: Denials the graph routes on (the others only go back to the model with their reason).
-DenialCode = Literal["budget_exhausted", "must_escalate"]
+DenialCode = Literal["budget_exhausted", "argument_budget_exhausted", "must_escalate"]
+#: How the graph words a tool call refused because the email's argument bytes are spent (the
+#: graph writes it, never the model; the gate turns it into the structured code above).
+ARGUMENT_BUDGET_EXHAUSTED = "argument budget exhausted"
 
 #: Which tools each phase may run. Anything else is denied, whatever the model asks.
 PHASE_TOOLS: Mapping[str, frozenset[str]] = {

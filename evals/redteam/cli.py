@@ -45,6 +45,36 @@ def redteam_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every run as it finishes.")
     ] = False,
+    draft_payloads: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--draft-payloads",
+            help="Score draft payload files (JSON Lines: id, class, field, text) instead of "
+            "the attack suite: per class, how many ended in a valid draft, then an end-to-end "
+            "run with a compromised model and review off. Repeat for several files.",
+        ),
+    ] = None,
+    end_to_end: Annotated[
+        bool,
+        typer.Option("--end-to-end/--no-end-to-end",
+                     help="With --draft-payloads: also run every payload through the graph."),
+    ] = True,
+    honest_drafts: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--honest-drafts",
+            help="With --draft-payloads: also run this labelled eval set (demo database) and "
+            "count the honest drafts the output checks refused. Repeat for several.",
+        ),
+    ] = None,
+    honest_db: Annotated[
+        str | None,
+        typer.Option("--honest-db", help="Database for --honest-drafts (default: a demo "
+                     "database); with --as-of for the original Sakila."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Business date for --honest-db (YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Run the red-team suite: a compromised model attacks the real graph (writes, other
     customers' data, exfiltration through replies, skipped escalations, resource exhaustion,
@@ -72,6 +102,14 @@ def redteam_command(
         elif done[0] % PROGRESS_EVERY == 0:
             err.print(Text(f"red team: {done[0]} runs done", style="dim"))
 
+    if draft_payloads:
+        from mediavault.evals.redteam.payload_report import run_payload_report
+
+        code = run_payload_report(
+            draft_payloads, end_to_end=end_to_end, honest=honest_drafts or [],
+            honest_db=honest_db, as_of=as_of, workdir=workdir, as_json=as_json,
+            progress=progress)
+        raise typer.Exit(code)
     if status is not None:
         with status:
             report = run_redteam(workdir, full=not quick, progress=progress)
