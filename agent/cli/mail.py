@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
@@ -99,7 +102,8 @@ def watch_command(
     def _stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
+    if not once:
+        signal.signal(signal.SIGTERM, _stop)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     ledger = ledger_for(context.home)
     try:
@@ -138,11 +142,15 @@ def send_command(
         "when settling an interrupted send (needs the MEDIAVAULT_IMAP_* settings).")] = True,
     ca_file: CaFile = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    every: Annotated[float | None, typer.Option(
+        "--every", min=1.0, help="Keep running as the dispatcher: send new approvals every "
+        "this many seconds until stopped (SIGTERM or Ctrl+C).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Send every approved reply once over SMTP (STARTTLS or TLS), recorded in the ledger.
 
-    The password comes from MEDIAVAULT_SMTP_PASSWORD (or _PASSWORD_FILE), never a flag.
+    The password comes from MEDIAVAULT_SMTP_PASSWORD (or _PASSWORD_FILE), never a flag. One
+    dispatcher runs per home at a time (a lock file enforces it).
     """
     context = context_for(home)
     try:
@@ -151,16 +159,26 @@ def send_command(
         imap = imap_account_from_env(ca_file=ca_file) if sent_copy else None
     except ConfigurationError as problem:
         _fail(str(problem))
-    ledger = ledger_for(context.home)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        summary = dispatch_replies(
-            approved_replies(context), smtp, ledger=ledger, imap=imap, limit=limit,
-            progress=None if as_json else (lambda line: console.print(Text(printable(line)))))
-    except SubmissionError as problem:
-        _fail(str(problem))
-    finally:
-        ledger.close()
+    stop = threading.Event()
+    if every is not None:
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    with _dispatcher_lock(context.home):
+        ledger = ledger_for(context.home)
+        try:
+            while True:
+                summary = dispatch_replies(
+                    approved_replies(context), smtp, ledger=ledger, imap=imap, limit=limit,
+                    progress=None if as_json else (
+                        lambda line: console.print(Text(printable(line)))))
+                if every is None or stop.wait(every):
+                    break
+        except SubmissionError as problem:
+            _fail(str(problem))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        finally:
+            ledger.close()
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
         return
@@ -168,6 +186,18 @@ def send_command(
     typer.echo(f"sent: {states or 'nothing to send'}")
     for message_id in summary.held:
         typer.echo(f"held for a person: {message_id} (see `mediavault mail resolve --help`)")
+
+
+@contextmanager
+def _dispatcher_lock(home: Path) -> Iterator[None]:
+    """One dispatcher per home: two would read the same ledger row as queued and both send."""
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "mail_dispatch.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _fail(f"another `mediavault mail send` is running on {home}")
+        yield
 
 
 @mail_app.command("status")

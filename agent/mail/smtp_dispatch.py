@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mediavault.agent.mail.mail_accounts import ImapAccount, SmtpAccount
-from mediavault.agent.mail.mail_ledger import MailLedger, SendRecord
+from mediavault.agent.mail.mail_ledger import MailLedger, SendRecord, SendState
 
 
 class SubmissionError(RuntimeError):
@@ -208,7 +208,7 @@ def _refused(ledger: MailLedger, record: SendRecord, code: int, answer: bytes | 
              server: smtplib.SMTP) -> str:
     with suppress(smtplib.SMTPException, OSError):
         server.rset()
-    state = "rejected" if 500 <= code < 600 else "deferred"
+    state: SendState = "rejected" if 500 <= code < 600 else "deferred"
     ledger.move(record.message_id, state, response=f"{code} {_text(answer)}")
     return state
 
