@@ -25,7 +25,7 @@ from mediavault.agent.mail.mail_accounts import (
     imap_account_from_env,
     smtp_account_from_env,
 )
-from mediavault.agent.mail.mail_ledger import MailLedger
+from mediavault.agent.mail.mail_ledger import LEDGER_FILE, MailLedger
 from mediavault.agent.mail.mailboxes import ReadOptions
 from mediavault.agent.mail.smtp_dispatch import (
     SubmissionError,
@@ -37,9 +37,6 @@ from mediavault.graph.context import ConfigurationError
 
 mail_app = typer.Typer(help="Read a real mailbox over IMAP and send approved replies over SMTP.",
                        no_args_is_help=True)
-
-LEDGER_FILE = "mail_ledger.sqlite"
-
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     Console(stderr=True, soft_wrap=True, highlight=False).print(

@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+#: The ledger's file name in a home.
+LEDGER_FILE = "mail_ledger.sqlite"
+
 SendState = Literal["queued", "sending", "data", "sent", "rejected", "deferred", "unknown"]
 SEND_STATES: tuple[SendState, ...] = (
     "queued", "sending", "data", "sent", "rejected", "deferred", "unknown")

@@ -236,6 +236,10 @@ def test_a_rejected_reply_is_recorded_and_never_retried_blindly(
     assert again.states == {} and ledger.sends()[0].attempts == 1
     status = CliRunner().invoke(app, ["mail", "status", "--home", str(context.home), "--json"])
     assert status.exit_code == 0 and '"rejected"' in status.stdout
+    # The refusal is on the case, where a reviewer looks.
+    shown = CliRunner().invoke(app, ["cases", "show", "msg-003@customers.example",
+                                     "--home", str(context.home)])
+    assert "reply rejected by mail: 550 5.1.1 mailbox unavailable" in shown.stdout
 
 
 def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
