@@ -267,10 +267,14 @@ def _bounce_of(raw: bytes, ledger: MailLedger) -> str | None:
 def _status_line(report: Message) -> str:
     for part in report.walk():
         if part.get_content_type() == "message/delivery-status":
-            text = str(part.get_payload(0) if part.is_multipart() else part.get_payload())
-            for line in text.splitlines():
-                if line.lower().startswith(("status:", "diagnostic-code:")):
-                    return line.strip()
+            # The report is parsed as one header block per recipient (and one for the MTA).
+            payload = part.get_payload()
+            blocks = payload if isinstance(payload, list) else [message_from_bytes(
+                str(payload).encode("utf-8", "replace"))]
+            found = [f"{name}: {block[name]}" for block in blocks if isinstance(block, Message)
+                     for name in ("Status", "Diagnostic-Code") if block[name]]
+            if found:
+                return "; ".join(found)
     return "delivery failed"
 
 

@@ -359,3 +359,37 @@ def test_tls_is_verified_and_wrong_credentials_say_so_without_the_password(
     assert ran.returncode == 2
     assert f"refused the login for {SUPPORT}@127.0.0.1" in err
     assert "wrong-secret" not in out + err and "Traceback" not in err
+
+
+def test_a_bounce_that_comes_back_marks_the_reply_rejected_instead_of_being_triaged(
+    dovecot: Dovecot, relay: SubmissionRelay, imap: ImapAccount, smtp: SmtpAccount,
+    context: Context, ledger: MailLedger,
+) -> None:
+    row = _sample("msg-006")
+    dovecot.deliver(SUPPORT, _raw(row))
+    _watch(imap, context, ledger)
+    resume("msg-006@customers.example", ReviewDecision(type="approve"), context=context)
+    dispatch_replies(approved_replies(context), smtp, ledger=ledger, imap=imap)
+    reply_id = ledger.sends()[0].message_id
+    # The customer's server accepted it first, then bounced it: a delivery status report.
+    raw = (
+        "From: MAILER-DAEMON@customers.example\r\n"
+        f"To: {SUPPORT}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@customers.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n"
+        "\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered."
+        "\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customers.example\r\n\r\n"
+        "Final-Recipient: rfc822; sofia@customers.example\r\nAction: failed\r\n"
+        "Status: 5.2.2\r\nDiagnostic-Code: smtp; 552 mailbox full\r\n"
+        "\r\n--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {reply_id}\r\nTo: sofia@customers.example\r\n"
+        "\r\n--b1--\r\n"
+    ).encode()
+    dovecot.deliver(SUPPORT, raw)
+    summary = _watch(imap, context, ledger)
+    assert (summary.bounces, summary.triaged) == (1, 0)
+    record = ledger.sends()[0]
+    assert record.state == "rejected" and "5.2.2" in (record.response or "")
