@@ -13,6 +13,7 @@ import typer
 from mediavault.agent.cli.audit import audit_app
 from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
+from mediavault.agent.cli.mail import mail_app
 from mediavault.agent.cli.metrics import metrics_command
 from mediavault.agent.cli.review import review_app
 from mediavault.agent.cli.serve import reviewers_app, serve_command
@@ -33,6 +34,7 @@ app.command(name="sql")(sql_command)
 app.command(name="demo")(demo_command)
 app.command(name="triage")(triage_command)
 app.add_typer(review_app, name="review")
+app.add_typer(mail_app, name="mail")
 app.add_typer(cases_app, name="cases")
 app.command(name="metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")

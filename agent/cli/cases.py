@@ -183,6 +183,11 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
             console.print(_plain(f"why: {ticket.get('escalation_reason')}"))
     if case.outbox_path:
         console.print(_plain(f"reply in the outbox: {case.outbox_path}", style="green"))
+    if case.delivery:
+        style = {"sent": "green", "rejected": "bold red", "unknown": "yellow"}.get(
+            case.delivery["state"], "")
+        console.print(_plain(f"reply {case.delivery['state']} by mail: "
+                             f"{case.delivery['response'] or 'no answer yet'}", style=style))
 
     if case.trace:
         section_rule(console, f"Trace ({len(case.trace)} steps)")

@@ -225,6 +225,8 @@ class CaseFile(_View):
     reviews: tuple[ReviewView, ...]
     ticket: dict[str, Any] | None
     outbox_path: str | None
+    #: How sending the reply went (``mediavault mail send``): state, server's answer, attempts.
+    delivery: dict[str, Any] | None
     audit_trail: tuple[AuditEntry, ...]
     #: Set when the audit log could not be read; the rest of the file is still shown.
     audit_problem: str | None = None
@@ -337,6 +339,7 @@ def show_case(email_id: str, context: Context | None = None) -> CaseFile:
         ),
         ticket=case.ticket.ticket if case.ticket else None,
         outbox_path=case.outbox.path if case.outbox else None,
+        delivery=_delivery(context, case.email_id) if case.outbox else None,
         audit_trail=audit_trail,
         audit_problem=audit_problem,
         trace=trace.steps,
@@ -634,6 +637,25 @@ def _outcome(
         ticket_id=case.ticket.ticket_id if case.ticket else None,
         edit_size=edit_size,
     )
+
+
+def _delivery(context: Context, email_id: str) -> dict[str, Any] | None:
+    """The mail ledger's record of sending this case's reply, when mail is sent from here."""
+    from mediavault.agent.mail.mail_ledger import LEDGER_FILE, MailLedger
+
+    path = context.home / LEDGER_FILE
+    if not path.is_file():
+        return None
+    ledger = MailLedger(path)
+    try:
+        records = ledger.sends_for(email_id)
+    finally:
+        ledger.close()
+    if not records:
+        return None
+    record = records[-1]
+    return {"state": record.state, "response": record.response, "attempts": record.attempts,
+            "message_id": record.message_id, "updated_at": record.updated_at.isoformat()}
 
 
 def _outbox_note(context: Context, email_id: str) -> str:
