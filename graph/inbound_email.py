@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from contextlib import suppress
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +20,32 @@ def cap_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit)
+
+
+#: Extra parts kept per email, and the characters kept of each.
+MAX_EXTRA_PARTS = 12
+MAX_PART_CHARS = 20_000
+
+
+class EmailPart(BaseModel):
+    """A part of the email a reader sees besides its main body (already plain text).
+
+    ``kind``: ``alternative`` (an HTML or plain alternative that says more than the body),
+    ``inline_part`` (a second inline text part), ``attachment`` (a text or HTML attachment),
+    ``forwarded`` (a forwarded message). ``label`` names it for reviewers ("notes.txt").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["alternative", "inline_part", "attachment", "forwarded"]
+    label: str = Field(max_length=200)
+    text: str
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _capped_text(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        return cap_text(text.replace("\r\n", "\n").replace("\r", "\n"), MAX_PART_CHARS)
 
 
 class InboundEmail(BaseModel):
@@ -42,6 +69,10 @@ class InboundEmail(BaseModel):
     sender_verified: bool = True
     #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
     input_flags: tuple[str, ...] = ()
+    #: Everything else a reader sees: alternatives that differ, inline parts, text attachments.
+    parts: tuple[EmailPart, ...] = Field(default=(), max_length=MAX_EXTRA_PARTS)
+    #: Attachments nobody read (images, PDFs...), listed so a reviewer knows they exist.
+    unread_attachments: tuple[str, ...] = Field(default=(), max_length=50)
 
     @field_validator("sender", mode="before")
     @classmethod
