@@ -100,7 +100,7 @@ def is_safety_corpus(path: Path) -> bool:
             for line in handle:
                 if line.strip():
                     first = json.loads(line)
-                    return isinstance(first, dict) and _MARKER_KEYS <= set(first)
+                    return isinstance(first, dict) and set(first) >= _MARKER_KEYS
     except (OSError, ValueError):
         return False
     return False
@@ -209,7 +209,7 @@ def _observe(case: SafetyCase, corpus: str, context: Context,
              read_state: Callable[[str], dict[str, Any]],
              triage: Callable[..., Any]) -> SafetyObservation:
     started = time.perf_counter()
-    base = {"case_id": case.id, "corpus": corpus, "category": case.category,
+    base: dict[str, Any] = {"case_id": case.id, "corpus": corpus, "category": case.category,
             "language": case.language, "placement": case.placement,
             "expect_queue": case.expect_queue}
     try:

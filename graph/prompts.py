@@ -68,7 +68,8 @@ def render_email(email: dict[str, Any], quoted_history: str) -> str:
     # Everything else a reader sees: an alternative that says more, attachments, forwards.
     for extra in email.get("parts") or ():
         label = _defuse(str(extra.get("label", "")))
-        parts += ["", f"[{extra.get('kind', 'part')}: {label}]", _defuse(str(extra.get("text", "")))]
+        text = _defuse(str(extra.get("text", "")))
+        parts += ["", f"[{extra.get('kind', 'part')}: {label}]", text]
     if email.get("unread_attachments"):
         parts += ["", "[attachments not read: "
                   + _defuse(", ".join(map(str, email["unread_attachments"]))) + "]"]
