@@ -86,7 +86,8 @@ def test_the_ticket_names_the_rule_and_the_part_that_matched(sandbox: Sandbox) -
 def test_html_is_read_as_a_reader_sees_it() -> None:
     html = """<html><head><title>Final notice</title>
     <style>.n::before { content: "my lawyer"; } p.x:after { content: "is calling" }</style>
-    </head><body><p>I will s<b>u</b>e you</p><p class="n x">Hello</p><img src="a.png" alt="There is a bomb in your store">
+    </head><body><p>I will s<b>u</b>e you</p><p class="n x">Hello</p>
+    <img src="a.png" alt="There is a bomb in your store">
     <form><input type="text" value="delete my data"><input type="hidden" value="hidden one">
     <textarea>I was hurt</textarea></form><script>var secret = "never shown";</script>
     <blockquote>earlier threat</blockquote></body></html>"""
@@ -101,15 +102,15 @@ def test_html_is_read_as_a_reader_sees_it() -> None:
 
 def test_an_alternative_part_that_says_more_is_read_and_flagged() -> None:
     raw = (
-        "From: Ana <ana@example.com>\r\nTo: support@mediavault.example\r\n"
-        "Subject: Question\r\nMessage-ID: <alt-1@example.com>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA question about my rental.\r\n"
-        "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-        "<p>A question about my rental.</p><p>My solicitor will be in touch.</p>\r\n"
-        "--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=x.png\r\n"
-        "\r\niVBORw0KGgo=\r\n--b--\r\n"
-    ).encode()
+        b"From: Ana <ana@example.com>\r\nTo: support@mediavault.example\r\n"
+        b"Subject: Question\r\nMessage-ID: <alt-1@example.com>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA question about my rental.\r\n"
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p>A question about my rental.</p><p>My solicitor will be in touch.</p>\r\n"
+        b"--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=x.png\r\n"
+        b"\r\niVBORw0KGgo=\r\n--b--\r\n"
+    )
     inbound = email_from_bytes(raw)
     assert inbound.body.strip() == "A question about my rental."
     assert [part.kind for part in inbound.parts] == ["alternative"]
