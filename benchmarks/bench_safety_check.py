@@ -5,7 +5,9 @@ For a few typical emails prints the median and 95th percentile, in milliseconds,
 * rules    -- ``assess_risk`` on the subject, new text, quoted history and extra parts;
 * reader   -- reading a raw multipart message (HTML rendered, parts and attachments read);
 * language -- identifying the language of the new text (py3langid);
-* total    -- reader + rules + language, as the graph pays it for a raw message.
+* total    -- reader + rules + language, as the graph pays it for a raw message;
+
+as median and 95th percentile wall time and mean CPU time.
 
 The target is under 5 ms for a typical email. Run: ``python benchmarks/bench_safety_check.py
 [--runs N]``.
@@ -55,14 +57,20 @@ RAW = (
 ).encode()
 
 
-def _time(function: Callable[[], object], runs: int) -> tuple[float, float]:
+def _time(function: Callable[[], object], runs: int) -> tuple[float, float, float]:
+    """Median and p95 wall time, and mean CPU time, in milliseconds.
+
+    CPU time is what the check costs; wall time also counts waiting for a busy machine.
+    """
     samples = []
+    cpu_started = time.process_time()
     for _ in range(runs):
         started = time.perf_counter()
         function()
         samples.append((time.perf_counter() - started) * 1000)
+    cpu = (time.process_time() - cpu_started) * 1000 / runs
     samples.sort()
-    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], cpu
 
 
 def main() -> None:
@@ -94,11 +102,12 @@ def main() -> None:
 
     print(f"typical email: {len(inbound.body)} body characters, {len(parts)} extra part(s), "
           f"{runs} runs")
-    print(f"{'step':<10} {'median ms':>10} {'p95 ms':>10}")
+    print(f"{'step':<10} {'median ms':>10} {'p95 ms':>10} {'cpu ms':>10}")
     for name, function in (("rules", rules), ("reader", reader), ("language", language),
                            ("total", total)):
-        median, p95 = _time(function, runs)
-        print(f"{name:<10} {median:>10.3f} {p95:>10.3f}")
+        median, p95, cpu = _time(function, runs)
+        print(f"{name:<10} {median:>10.3f} {p95:>10.3f} {cpu:>10.3f}")
+    print("The safety check proper is rules + language; the reader is ingest's MIME parsing.")
 
 
 if __name__ == "__main__":

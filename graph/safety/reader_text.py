@@ -257,6 +257,23 @@ def _part_text(part: Message, *, html: bool) -> str:
     return html_to_text(text) if html else text
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _not_in(text: str, body_flat: str) -> str:
+    """The sentences of an alternative part that the main body does not say word for word.
+
+    The rules then read the union of the two parts without reading the shared text twice.
+    """
+    kept = [sentence for sentence in _SENTENCE_END.split(text)
+            if sentence.strip() and _flat(sentence) not in body_flat]
+    return "\n".join(kept)
+
+
 def _words(text: str) -> set[str]:
     return {word for word in re.findall(r"\w+", text.casefold()) if len(word) > 1}
 
@@ -313,8 +330,9 @@ def read_mime_parts(message: Message, body: Message | None) -> MimeReading:
     ``alternatives_differ`` is set.
     """
     reading = MimeReading()
-    body_words = _words(_part_text(body, html=body.get_content_subtype() == "html")
-                        ) if body is not None else set()
+    body_text = _part_text(body, html=body.get_content_subtype() == "html") if body else ""
+    body_words = _words(body_text)
+    body_flat = _flat(body_text)
     for leaf in _leaves(message):
         if leaf is body:
             continue
@@ -347,7 +365,7 @@ def read_mime_parts(message: Message, body: Message | None) -> MimeReading:
             if len(extra) >= _MIN_DIFFERENT_WORDS:
                 reading.alternatives_differ = True
                 reading.parts.append(ReadablePart(
-                    "alternative", f"{ctype} alternative", text))
+                    "alternative", f"{ctype} alternative", _not_in(text, body_flat)))
             continue
         reading.parts.append(ReadablePart("inline_part", f"inline {ctype}", text))
     return reading

@@ -184,9 +184,21 @@ def _canonical(text: str, *, capital_i_as_l: bool) -> str:
     return _HYPHENATED_LINE_BREAK.sub("", text)
 
 
+# Leetspeak is decoded only where it disguises a word: in a token that also holds a letter
+# ("l4wy3r", "$ue", "k1ll") or in a run of spaced-out letters ("k 1 l l"). Plain numbers
+# ("$2.00", "2026", "9pm") stay as they are, so most emails have one view, not two.
+_LEET_TOKEN = re.compile(
+    r"[a-z0-9@$€|]*[a-z][a-z0-9@$€|]*"
+    r"|(?<=\b[a-z][ .\-])[0-9@$€|](?=[ .\-][a-z]\b)"
+)
+_HAS_LEET = re.compile(r"[0-9@$€|]")
+
+
 def _decode_leet(canonical: str, *, one_as: Literal["i", "l"]) -> str:
     text = _BANG_IN_WORD.sub("i", canonical)
-    text = text.translate(_LEET_ONE_AS_I if one_as == "i" else _LEET_ONE_AS_L)
+    if _HAS_LEET.search(text):
+        table = _LEET_ONE_AS_I if one_as == "i" else _LEET_ONE_AS_L
+        text = _LEET_TOKEN.sub(lambda token: token.group(0).translate(table), text)
     return _WHITESPACE.sub(" ", text).strip()
 
 
