@@ -383,6 +383,12 @@ def decide(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
             problem = f"the model's decision could not be read: {_short(error)}"
     decision = enforce_decision(proposed, forced_reason_code=forced, budget_exceeded=budget,
                                 problem=problem)
+    if (forced is None and risk.get("level") == "elevated" and risk.get("reason_code")
+            and not (decision.route == "escalate" and decision.queue == risk.get("queue"))):
+        # An elevated risk (a refund request) must reach its queue; only a decision that
+        # already escalates there keeps its own reason code.
+        decision = enforce_decision(proposed, forced_reason_code=risk["reason_code"],
+                                    budget_exceeded=None, problem=problem)
     _audit(state, runtime, "triage.decision", "decide", outcome="success",
            reason=decision.overridden,
            details={"route": decision.route, "reason_code": decision.reason_code,
