@@ -44,6 +44,8 @@ HIGH_RISK_REASON_CODES = frozenset(
         "privacy_request",
         "media_inquiry",
         "fraud_chargeback",
+        # Money goes back only through billing; a model cannot send a refund elsewhere.
+        "refund_request",
     }
 )
 _URGENT = frozenset({"legal_threat", "safety_concern"})
