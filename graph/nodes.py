@@ -264,9 +264,11 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
                            queue=policy_rules().queue_for("other"),
                            unread_part="the email was too long to check in full")
     elif not risk.forced_escalation and not answerable_language(language, runtime.context):
-        # The offline model answers English only; a person answers the customer's language.
-        risk_record.update(forced_escalation=True, reason_code="other", level="high",
-                           queue=policy_rules().queue_for("other"),
+        # The offline model answers English only; a person answers the customer's language:
+        # the team of the risk found (a refund request goes to billing), else tier1_general.
+        code = risk.reason_code or "other"
+        risk_record.update(forced_escalation=True, reason_code=code, level="high",
+                           queue=policy_rules().queue_for(code),
                            unread_part=f"the email is in {language.name}, which the offline "
                            "model cannot answer")
     facts = {
