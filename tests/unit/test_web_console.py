@@ -654,3 +654,11 @@ def test_the_package_ships_the_templates_and_styles() -> None:
     packages = captured["packages"]
     assert isinstance(packages, list)
     assert {"mediavault.agent.web.templates", "mediavault.agent.web.static"} <= set(packages)
+
+
+def test_the_case_page_shows_which_rule_matched_and_where(app_client: TestClient) -> None:
+    sign_in(app_client)
+    page = app_client.get("/cases/msg-001").text
+    findings = re.search(r'data-testid="risk-findings">(.*?)</ul>', page, re.S)
+    assert findings is not None, "an escalated legal threat lists its findings"
+    assert "legal_threat: rule sue, in subject" in findings.group(1)
