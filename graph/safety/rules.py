@@ -32,6 +32,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mediavault.policies import policy_rules
+from mediavault.tools.text_folding import skeleton_char
 
 __all__ = [
     "RISK_RULES_FILE",
@@ -180,6 +181,10 @@ def _canonical(text: str, *, capital_i_as_l: bool) -> str:
     text = text.casefold()
     if not text.isascii():
         text = _strip_marks(text).translate(_LOWER_LOOKALIKES)
+    if not text.isascii():
+        # Every other script's look-alikes (Cherokee, Lisu, Armenian, mathematical letters...)
+        # from Unicode's TR39 confusables data, shared with the draft checks.
+        text = "".join(skeleton_char(ch) if not ch.isascii() else ch for ch in text).casefold()
     text = _QUOTE_MARKERS.sub("", text)
     return _HYPHENATED_LINE_BREAK.sub("", text)
 

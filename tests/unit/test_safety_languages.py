@@ -92,3 +92,33 @@ def test_only_the_offline_model_hands_other_languages_to_a_person(tmp_path: Path
     assert not answerable_language(french, Context(home=tmp_path, model="rules"))
     assert answerable_language(french, Context(home=tmp_path, model="openai:gpt-4o-mini"))
     assert answerable_language(english, Context(home=tmp_path, model="rules"))
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("I will ꓢꓴꓰ you", "legal_threat"),  # Lisu capitals
+        ("My ᏞᎪᎳYᎬᎡ will call you", "legal_threat"),  # Cherokee
+        ("I will 𝓼𝓾𝓮 you", "legal_threat"),  # mathematical script letters
+        ("My atorney will contact you about these fees", "legal_threat"),  # one letter dropped
+        ("My lawyre will be in touch", "legal_threat"),  # two letters swapped
+        ("I am a jounalist writing a story about your late fees", "media_inquiry"),
+        ("Could I have that money back please?", "refund_request"),
+    ],
+)
+def test_look_alikes_and_near_misses_are_read(text: str, category: str) -> None:
+    assert category in assess_risk("", text).categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The cake had three layers and my kids loved the film.",
+        "Sue at the counter was lovely.",
+        "I reported the broken case to the clerk, who was very kind.",
+        "No refund needed, I just wanted to let you know.",
+        "Press play and enjoy, said my daughter.",
+    ],
+)
+def test_near_misses_need_their_context(text: str) -> None:
+    assert assess_risk("", text).flags == ()
