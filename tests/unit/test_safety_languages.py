@@ -122,3 +122,19 @@ def test_look_alikes_and_near_misses_are_read(text: str, category: str) -> None:
 )
 def test_near_misses_need_their_context(text: str) -> None:
     assert assess_risk("", text).flags == ()
+
+
+def test_cases_show_prints_the_language_and_the_findings(context: Context) -> None:
+    from typer.testing import CliRunner
+
+    from mediavault.cli import app
+
+    triage_email(_email(
+        "de-2", "Letzte Mahnung",
+        "Sehr geehrte Damen und Herren, mein Anwalt bereitet die Klage gegen MediaVault vor, "
+        "wenn die Gebühr nicht bis Freitag erstattet wird."), context=context)
+    result = CliRunner().invoke(app, ["cases", "show", "de-2", "--home", str(context.home)])
+    assert result.exit_code == 0, result.stderr
+    assert "language: de" in result.stdout
+    shown = " ".join(result.stdout.split())
+    assert "risk: legal_threat: rule" in shown and "in body" in shown
