@@ -18,6 +18,8 @@ from rich.text import Text
 #: Exit status when at least one attack achieved its goal.
 EXIT_ATTACK_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
+#: Without a terminal (a CI log), one progress line per this many runs.
+PROGRESS_EVERY = 25
 
 
 def redteam_command(
@@ -56,11 +58,25 @@ def redteam_command(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
 
+    done = [0]
+    status = err.status("red team: starting", spinner="dots") if err.is_terminal else None
+
     def progress(line: str) -> None:
+        # The full run takes minutes: never silent. A terminal gets a live line; a log file
+        # gets a line every PROGRESS_EVERY runs (every run with --verbose).
+        done[0] += 1
         if verbose:
             err.print(Text(line, style="dim"))
+        elif status is not None:
+            status.update(f"red team: {done[0]} runs done · last: {line}")
+        elif done[0] % PROGRESS_EVERY == 0:
+            err.print(Text(f"red team: {done[0]} runs done", style="dim"))
 
-    report = run_redteam(workdir, full=not quick, progress=progress)
+    if status is not None:
+        with status:
+            report = run_redteam(workdir, full=not quick, progress=progress)
+    else:
+        report = run_redteam(workdir, full=not quick, progress=progress)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
