@@ -77,6 +77,12 @@ def eval_command(
     except ConfigurationError as problem:
         _fail(str(problem))
     paths = dataset or [DEMO_DATASET]
+    from mediavault.evals.safety_corpus import is_safety_corpus
+
+    if any(is_safety_corpus(path) for path in paths):
+        # Safety corpora (category, placement, expect_queue) are scored on the queue reached.
+        _safety_eval(paths, context, db=db, as_of=day, as_json=as_json)
+        return
     try:
         datasets = [load_dataset(path) for path in paths]
     except DatasetError as problem:
@@ -129,3 +135,46 @@ def _print_summary(summary: dict[str, object]) -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
+
+
+def _safety_eval(paths: list[Path], context: Context, *, db: str | None,
+                 as_of: object, as_json: bool) -> None:
+    from datetime import date
+
+    from mediavault.evals.dataset import DatasetError
+    from mediavault.evals.runner import EvalOptions
+    from mediavault.evals.safety_corpus import (
+        format_score,
+        is_safety_corpus,
+        load_all,
+        run_safety_corpus,
+        score_safety_corpus,
+    )
+
+    if not all(is_safety_corpus(path) for path in paths):
+        _fail("a safety corpus cannot be mixed with other datasets in one run")
+    try:
+        corpora = load_all(paths)
+    except (DatasetError, ConfigurationError) as problem:
+        _fail(str(problem))
+    options = EvalOptions(db=db, as_of=as_of if isinstance(as_of, date) else None,
+                          model=context.model)
+    total = sum(len(corpus.cases) for corpus in corpora)
+    done = 0
+
+    def progress(case: object, observation: object) -> None:
+        nonlocal done
+        done += 1
+        if not as_json and (done % 50 == 0 or done == total):
+            _err.print(f"{done}/{total} emails triaged", style="dim")
+
+    try:
+        observations = run_safety_corpus(corpora, options, progress=progress)
+    except ConfigurationError as problem:
+        _fail(str(problem))
+    score = score_safety_corpus(observations)
+    if as_json:
+        typer.echo(json.dumps({"corpora": [str(c.path) for c in corpora],
+                               "model": context.model, **score.as_dict()}, indent=2))
+        return
+    Console(highlight=False, soft_wrap=True).print(Text(format_score(score)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from contextlib import suppress
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -36,6 +37,32 @@ def cap_text(text: str, limit: int, marker: str = TRUNCATION_MARKER) -> str:
     return text[:limit] + marker.format(dropped=len(text) - limit)
 
 
+#: Extra parts kept per email, and the characters kept of each.
+MAX_EXTRA_PARTS = 12
+MAX_PART_CHARS = 20_000
+
+
+class EmailPart(BaseModel):
+    """A part of the email a reader sees besides its main body (already plain text).
+
+    ``kind``: ``alternative`` (an HTML or plain alternative that says more than the body),
+    ``inline_part`` (a second inline text part), ``attachment`` (a text or HTML attachment),
+    ``forwarded`` (a forwarded message). ``label`` names it for reviewers ("notes.txt").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["alternative", "inline_part", "attachment", "forwarded"]
+    label: str = Field(max_length=200)
+    text: str
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _capped_text(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        return cap_text(text.replace("\r\n", "\n").replace("\r", "\n"), MAX_PART_CHARS)
+
+
 class InboundEmail(BaseModel):
     """A support email as received, validated and size-capped.
 
@@ -57,6 +84,10 @@ class InboundEmail(BaseModel):
     sender_verified: bool = True
     #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
     input_flags: tuple[str, ...] = ()
+    #: Everything else a reader sees: alternatives that differ, inline parts, text attachments.
+    parts: tuple[EmailPart, ...] = Field(default=(), max_length=MAX_EXTRA_PARTS)
+    #: Attachments nobody read (images, PDFs...), listed so a reviewer knows they exist.
+    unread_attachments: tuple[str, ...] = Field(default=(), max_length=50)
 
     @field_validator("*", mode="after")
     @classmethod

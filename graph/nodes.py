@@ -36,6 +36,12 @@ from mediavault.graph.ports import SentReply, node_services
 from mediavault.graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
 from mediavault.graph.safety.reader_text import html_to_text, looks_like_html, split_quoted_history
 from mediavault.graph.safety.rules import RiskCategory, RiskFlag, assess_risk, raise_only
+from mediavault.graph.safety.what_a_reader_sees import (
+    answerable_language,
+    email_language,
+    reader_parts,
+    risk_findings,
+)
 from mediavault.graph.state import GateVerdictRecord, TriageState
 from mediavault.policies import policy_rules
 from mediavault.tools.agent_tools import (
@@ -323,7 +329,7 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     """Deterministic risk rules; a forced escalation here cannot be undone later."""
     email = state["email"]
     risk = assess_risk(str(email.get("subject", "")), str(email.get("body", "")),
-                       quoted=state.get("quoted_history", ""))
+                       quoted=state.get("quoted_history", ""), parts=reader_parts(email))
     if runtime.context.risk_classifier:
         risk = raise_only(risk, _classifier_flags(state, runtime))
     customer = state.get("customer")
@@ -333,18 +339,29 @@ def safety_check(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
         "queue": risk.queue,
         "level": risk.level,
         "flags": [flag.model_dump(mode="json") for flag in risk.flags],
+        "findings": risk_findings(risk),
     }
+    language = email_language(email)
+    risk_record["language"] = language.code if language.trusted else None
     if not risk.forced_escalation and _was_truncated(email):
         # Part of the email was never read, by the rules or the model: a person reads it all.
         risk_record.update(forced_escalation=True, reason_code="other", level="high",
                            queue=policy_rules().queue_for("other"),
                            unread_part="the email was too long to check in full")
+    elif not risk.forced_escalation and not answerable_language(language, runtime.context):
+        # The offline model answers English only; a person answers the customer's language:
+        # the team of the risk found (a refund request goes to billing), else tier1_general.
+        code = risk.reason_code or "other"
+        risk_record.update(forced_escalation=True, reason_code=code, level="high",
+                           queue=policy_rules().queue_for(code),
+                           unread_part=f"the email is in {language.name}, which the offline "
+                           "model cannot answer")
     facts = {
         "sender_verified": customer is not None,
         "customer_id": customer["customer_id"] if customer else None,
         "customer_first_name": customer["first_name"] if customer else None,
-        "forced_escalation": risk.forced_escalation,
-        "forced_reason_code": risk.reason_code,
+        "forced_escalation": risk_record["forced_escalation"],
+        "forced_reason_code": risk_record["reason_code"],
         "risk_categories": sorted({flag.category for flag in risk.flags}),
     }
     _audit(state, runtime, "safety.check", "safety", actor="system",
@@ -453,6 +470,12 @@ def decide(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
             problem = f"the model's decision could not be read: {_short(error)}"
     decision = enforce_decision(proposed, forced_reason_code=forced, budget_exceeded=budget,
                                 problem=problem)
+    if (forced is None and risk.get("level") == "elevated" and risk.get("reason_code")
+            and not (decision.route == "escalate" and decision.queue == risk.get("queue"))):
+        # An elevated risk (a refund request) must reach its queue; only a decision that
+        # already escalates there keeps its own reason code.
+        decision = enforce_decision(proposed, forced_reason_code=risk["reason_code"],
+                                    budget_exceeded=None, problem=problem)
     _audit(state, runtime, "triage.decision", "decide", outcome="success",
            reason=decision.overridden,
            details={"route": decision.route, "reason_code": decision.reason_code,
@@ -783,6 +806,8 @@ def ticket_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
         customer_id=customer["customer_id"] if customer else None,
         evidence=evidence, now=datetime.now(UTC),
         forced_reason_code=decision.get("reason_code"),
+        risk_findings=(state.get("risk") or {}).get("findings") or (),
+        language=(state.get("risk") or {}).get("language"),
     )
     ticket_record = ticket.model_dump(mode="json")
     reviewer_queue = decision.get("queue")

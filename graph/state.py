@@ -30,8 +30,13 @@ class RiskRecord(TypedDict, total=False):
     queue: str | None
     level: str
     flags: list[dict[str, Any]]
-    #: Set when part of the email was never read (too long): a person reads it all.
+    #: Set when part of the email was never read (too long), or when the configured model
+    #: cannot answer its language: a person reads it all.
     unread_part: str
+    #: One line per flag for reviewers: category, rule, part and the words that matched.
+    findings: list[str]
+    #: The email's language (ISO 639-1) when the identifier was sure of it.
+    language: str | None
 
 
 class DecisionRecord(TypedDict, total=False):

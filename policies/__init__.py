@@ -58,6 +58,11 @@ class AutoApprovalRules(_Frozen):
     max_tone_rejections: int
 
 
+class EscalationRules(_Frozen):
+    #: Risk reason codes, most severe first: the first one matched names the ticket's queue.
+    severity_order: tuple[str, ...]
+
+
 class PolicyRules(_Frozen):
     """The business numbers of the policy document, validated."""
 
@@ -69,6 +74,7 @@ class PolicyRules(_Frozen):
     queues: dict[str, str]
     routing: dict[str, str]
     reason_codes: dict[str, str]
+    escalation: EscalationRules
     auto_approval: AutoApprovalRules
 
     def queue_for(self, reason_code: str) -> str:

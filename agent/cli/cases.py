@@ -181,6 +181,10 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
             f"priority {ticket.get('priority')}, reason {ticket.get('reason_code')}"))
         if ticket.get("escalation_reason"):
             console.print(_plain(f"why: {ticket.get('escalation_reason')}"))
+        if ticket.get("language"):
+            console.print(_plain(f"language: {ticket.get('language')}"))
+        for finding in ticket.get("risk_findings") or ():
+            console.print(_plain(f"risk: {finding}", style="yellow"))
     if case.outbox_path:
         console.print(_plain(f"reply in the outbox: {case.outbox_path}", style="green"))
     if case.delivery:

@@ -13,8 +13,12 @@ authserv-id is one the operator configured: anyone can write such a header into 
 a receiving server that adds none leaves the sender's forgery on top. Without configured
 servers, raw-mail senders are unverified. An unverified sender gets catalog answers only.
 
-Text: ``text/plain`` is preferred, HTML is turned into text, attachments are listed by name in
-the email's ``input_flags`` (``attachment:<name>``) and never read.
+Text: ``text/plain`` is preferred for the body, HTML is turned into text as a reader sees it.
+Everything else a reader sees (an alternative part that says more than the body, other inline
+text parts, text and HTML attachments, forwarded messages) is kept in the email's ``parts``
+for the safety check; attachments are listed by name in ``input_flags``
+(``attachment:<name>``) and the ones that cannot be read (images, PDFs) in
+``unread_attachments``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,13 @@ from pydantic import ValidationError
 
 from mediavault.agent.mail.csv_inbox import InboxFormatError, read_inbox_csv
 from mediavault.agent.stores.state_files import describe_kind
-from mediavault.graph.inbound_email import MAX_BODY_CHARS, InboundEmail
+from mediavault.graph.inbound_email import (
+    MAX_BODY_CHARS,
+    MAX_EXTRA_PARTS,
+    EmailPart,
+    InboundEmail,
+)
+from mediavault.graph.safety.reader_text import read_mime_parts
 from mediavault.tools.email_fields import split_sender
 
 InboxFormat = Literal["csv", "eml", "mbox", "maildir", "eml_folder"]
@@ -350,6 +360,13 @@ def _to_inbound(
     name = _header_bytes_as_text(name, flags)
     subject = _header_text(message, "subject", flags)
     body = _body_text(message, flags)
+    reading = read_mime_parts(message, message.get_body(preferencelist=("plain", "html")))
+    if reading.alternatives_differ:
+        flags.append("alternatives_differ")
+    flags.extend(f"unread_attachment:{name}"[:120] for name in reading.unread[:10])
+    if not body.strip() and reading.parts:
+        # No main body, but a reader still sees text (an inline part, a text attachment).
+        body = reading.parts[0].text
     if not body.strip():
         raise MailReadError("empty_body", "the message has no text body: nothing to triage")
     received_at = _received_at(message, flags) or fallback_time
@@ -377,6 +394,9 @@ def _to_inbound(
         "message_id": message_id,
         "sender_verified": verified,
         "input_flags": tuple(dict.fromkeys(flags)),
+        "parts": tuple(EmailPart(kind=p.kind, label=p.label[:200], text=p.text)
+                       for p in reading.parts[:MAX_EXTRA_PARTS]),
+        "unread_attachments": tuple(reading.unread[:50]),
     })
 
 

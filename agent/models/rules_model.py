@@ -553,8 +553,12 @@ def analyse(reading: CaseReading) -> Analysis:
 
     if facts.get("forced_escalation"):
         code = str(facts.get("forced_reason_code") or "other")
-        for item in named[:2]:
+        duplicates = _duplicates(rentals) if not named else []
+        for item in (named or duplicates)[:2]:
             findings.extend(_rental_history_lines(item, today))
+        if duplicates:  # the team that handles money needs them, whatever the reason
+            findings.append("Duplicate payments found for: "
+                            + ", ".join(r.title for r in duplicates) + ".")
         return escalate(code, "The safety check requires a human team.")
 
     if intent in _ACCOUNT_INTENTS and not reading.verified:

@@ -927,3 +927,11 @@ def test_case_ids_with_slashes_open_in_the_console_and_the_api(
         assert done.json()["email_id"] == email_id and done.json()["status"] == "approved"
         assert client.get("/api/cases/2026/03/01/no-such@mail.example",
                           headers=alice).status_code == 404
+
+
+def test_the_case_page_shows_which_rule_matched_and_where(app_client: TestClient) -> None:
+    sign_in(app_client)
+    page = app_client.get("/cases/msg-001").text
+    findings = re.search(r'data-testid="risk-findings">(.*?)</ul>', page, re.S)
+    assert findings is not None, "an escalated legal threat lists its findings"
+    assert "legal_threat: rule sue, in subject" in findings.group(1)
