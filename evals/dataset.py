@@ -288,18 +288,18 @@ def load_dataset(path: Path | str) -> Dataset:
 
 
 __all__ = [
-    "DATASETS_DIR",
     "CUSTOMER_EMAILS_DEV_DATASET",
+    "DATASETS_DIR",
     "DEMO_DATASET",
     "ROUTES",
     "SAKILA_ORIGINAL_DATASET",
+    "CaseDatabase",
     "Dataset",
     "DatasetError",
-    "CaseDatabase",
     "EvalCase",
     "EvalEmail",
-    "ExpectedAsk",
     "Expectation",
+    "ExpectedAsk",
     "Route",
     "load_dataset",
     "parse_cases",

@@ -40,7 +40,13 @@ from mediavault.tools.agent_tools import (
     INVESTIGATION_TOOLS,
     parse_arguments,
 )
-from mediavault.tools.drafting.reply import DraftRequest, prepare_draft, validate_reply
+from mediavault.tools.drafting.asks import CustomerAsk, check_reply
+from mediavault.tools.drafting.reply import (
+    DraftRequest,
+    ValidationReport,
+    prepare_draft,
+    validate_reply,
+)
 from mediavault.tools.escalation_ticket import (
     EscalationRequest,
     QueryEvidence,
@@ -461,7 +467,9 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         subject=str(email.get("subject", "")),
         allowed_contacts=_sender_contacts(state, runtime),
     )
-    report = outcome.report
+    asks = [CustomerAsk.model_validate(a) for a in state["decision"].get("asks") or []]
+    report = ValidationReport.from_problems([*outcome.report.problems,
+                                             *check_reply(asks, outcome.reply.body)])
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
     store = services_for(runtime.context).case_store
     with store.atomic():  # the draft and the case's new status are recorded together

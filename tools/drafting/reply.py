@@ -112,6 +112,10 @@ ProblemCode = Literal[
     "dlp_markdown_image",
     "dlp_html",
     "wrong_recipient",
+    # Checked against the decision's asks and the communication guidelines (drafting/asks.py).
+    "ask_unanswered",
+    "duplicate_apology",
+    "bare_imperative",
 ]
 
 
