@@ -226,8 +226,8 @@ class _Databases:
                 _check_database(str(self.options.db))
                 self._ready[key] = (str(self.options.db), self.options.as_of)
             else:
-                as_of = self.options.as_of or DEMO_AS_OF
-                self._ready[key] = (self.demo(as_of), as_of)
+                day = self.options.as_of or DEMO_AS_OF
+                self._ready[key] = (self.demo(day), day)
         db, as_of = self._ready[key]
         return key, db, as_of
 

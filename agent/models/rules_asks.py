@@ -13,7 +13,7 @@ different films matching equally well is ambiguity, never a guess.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
@@ -43,7 +43,26 @@ _REQUEST = re.compile(
 
 # Words too common to name a film on their own (a title word search would match half the
 # catalog).
-_COMMON_WORDS = frozenset(["about", "above", "after", "again", "against", "all", "also", "although", "always", "among", "another", "any", "anyone", "anything", "around", "back", "because", "been", "before", "being", "below", "between", "both", "bring", "brought", "call", "came", "cannot", "charge", "charged", "could", "days", "didn", "does", "doing", "done", "down", "during", "each", "early", "either", "else", "email", "enough", "even", "ever", "every", "film", "films", "first", "from", "gave", "give", "going", "gone", "good", "got", "great", "have", "having", "hello", "here", "hers", "hope", "however", "into", "just", "keep", "know", "last", "late", "later", "like", "little", "long", "look", "looking", "made", "make", "many", "maybe", "might", "mine", "more", "morning", "most", "movie", "movies", "much", "must", "myself", "need", "never", "next", "night", "nothing", "office", "only", "other", "ours", "over", "please", "pretty", "quick", "really", "rent", "rental", "rentals", "rented", "return", "returned", "right", "same", "says", "said", "should", "since", "some", "something", "soon", "still", "store", "stores", "such", "sure", "take", "than", "thank", "thanks", "that", "their", "them", "then", "there", "these", "they", "thing", "things", "think", "this", "those", "though", "through", "time", "today", "tomorrow", "tonight", "under", "until", "very", "want", "wanted", "week", "weekend", "well", "were", "what", "when", "where", "whether", "which", "while", "will", "wish", "with", "without", "would", "yesterday", "your", "yours"])
+_COMMON_WORDS = frozenset({
+    "about", "above", "after", "again", "against", "all", "also", "although", "always", "among",
+    "another", "any", "anyone", "anything", "around", "back", "because", "been", "before",
+    "being", "below", "between", "both", "bring", "brought", "call", "came", "cannot", "charge",
+    "charged", "could", "days", "didn", "does", "doing", "done", "down", "during", "each",
+    "early", "either", "else", "email", "enough", "even", "ever", "every", "film", "films",
+    "first", "from", "gave", "give", "going", "gone", "good", "got", "great", "have", "having",
+    "hello", "here", "hers", "hope", "however", "into", "just", "keep", "know", "last", "late",
+    "later", "like", "little", "long", "look", "looking", "made", "make", "many", "maybe",
+    "might", "mine", "more", "morning", "most", "movie", "movies", "much", "must", "myself",
+    "need", "never", "next", "night", "nothing", "office", "only", "other", "ours", "over",
+    "please", "pretty", "quick", "really", "rent", "rental", "rentals", "rented", "return",
+    "returned", "right", "same", "says", "said", "should", "since", "some", "something", "soon",
+    "still", "store", "stores", "such", "sure", "take", "than", "thank", "thanks", "that",
+    "their", "them", "then", "there", "these", "they", "thing", "things", "think", "this",
+    "those", "though", "through", "time", "today", "tomorrow", "tonight", "under", "until",
+    "very", "want", "wanted", "week", "weekend", "well", "were", "what", "when", "where",
+    "whether", "which", "while", "will", "wish", "with", "without", "would", "yesterday",
+    "your", "yours",
+})
 
 _SIGN_OFF_NAME = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+)?\.?$|^[A-Z]\.?$|^-\s*\w+$")
 
@@ -74,6 +93,10 @@ class MessageReading:
 
     def intents(self) -> list[str]:
         return list(dict.fromkeys(s.intent for s in self.asks if s.intent))
+
+
+#: Reads one sentence's intent (None: not recognised).
+SentenceClassifier = Callable[[str], str | None]
 
 
 def split_sentences(text: str) -> list[str]:
@@ -115,11 +138,6 @@ def read_message(text: str, classify: SentenceClassifier) -> MessageReading:
     return reading
 
 
-class SentenceClassifier:
-    """A callable reading one sentence's intent (None: not recognised)."""
-
-    def __call__(self, sentence: str) -> str | None:  # pragma: no cover - protocol
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------- film titles
