@@ -119,9 +119,80 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
 )
 
+# Requests only a person may answer, whatever else the email asks. The safety check forces the
+# clearest of these; the rules model reads them too, so that a request it cannot see as risky
+# is still never drafted, and escalates with its own reason code rather than "other".
+_THIRD_PARTY = (r"(?:husband|wife|partner|daughter|son|mother|father|mum|mom|dad|tenant|"
+                r"neighbou?r|ex|ex-partner|roommate|flatmate|sister|brother|girlfriend|boyfriend)")
+_STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("safety_concern", (
+        r"fire (?:waiting to happen|hazard|risk)", r"if there (?:was|were) a fire",
+        r"\bsparking\b", r"smell\w* (?:like |of )?burning", r"\bslipped\b", r"hit (?:his|her|my) head",
+        r"\bcut (?:his|her|my|their) (?:hand|finger|thumb|arm|leg)", r"\bsliced\b", r"\bambulance\b",
+        r"emergency exit", r"followed (?:her|him|me|them|my)", r"following (?:people|women|kids)",
+        r"hanging around (?:the )?kids", r"talk(?:s|ing)? to (?:the )?children",
+        r"(?:don'?t|do not) see the point (?:of|in) (?:much|anything|living|going on)",
+        r"put my fist through", r"(?:hurt|kill) (?:myself|someone|somebody|him|her|you)",
+        r"\bself[- ]harm", r"\bsuicid",
+    )),
+    ("harassment", (
+        r"\b(?:idiots?|morons?|creeps?|clowns|halfwits?|dumbest|brain-?dead|imbeciles?|"
+        r"illiterate)\b", r"(?:her|his) schedule\b", r"what car (?:he|she) drives",
+        r"where (?:he|she) lives", r"gives? me (?:her|his) number", r"(?:she|he) should smile",
+        r"should be ashamed to be alive", r"preferably over drinks",
+    )),
+    ("privacy_request", (
+        r"\b(?:delete|erase|remove|wipe|purge) (?:me\b|all (?:of )?my|my (?:data|details|info\w*|"
+        r"account|rental history|viewing history|personal|history))",
+        r"(?:what|which)(?: personal)? (?:data|info\w*|details|personal details) (?:do |are )?"
+        r"(?:you|u|ur) (?:have|hold|keep|store|keeping|holding)",
+        r"(?:have|hold|keep|keeps|store) (?:on|about) me\b", r"\bkeeps? about me\b",
+        r"copy of (?:everything|all|my (?:personal )?(?:data|information|details))",
+        r"\bpersonal (?:data|info\w*|details)\b", r"(?:stop|quit) (?:keeping|tracking|storing)",
+        r"\b(?:gdpr|data protection|subject access)\b",
+        r"\bmy " + _THIRD_PARTY + r"(?:'s)? (?:has|had|rentals|account|address)",
+        r"\b(?:she|he) has (?:been )?rent", r"what (?:films|movies) (?:she|he) ",
+        r"which store (?:she|he) ", r"what address (?:she|he) ",
+        r"(?:which|what) (?:postal )?address (?:and phone number )?(?:you'?ve|you have|do you "
+        r"have)",
+    )),
+    ("fraud_chargeback", (
+        r"(?:don'?t|do not|didn'?t|did not) recogni[sz]e", r"\bhacked\b", r"\bchargeback\b",
+        r"someone (?:else )?(?:has|is using|has been using|used|got|is renting)",
+        r"has (?:one of )?my (?:bank )?cards?", r"\bstolen (?:card|details)", r"\bunauthori[sz]ed\b",
+        r"(?:store|shop) i'?ve never been to", r"\bfraud",
+    )),
+    ("media_inquiry", (
+        r"\b(?:podcast|journalist|newspaper|magazine|documentary)\b[\s\S]{0,300}\b(?:interview|"
+        r"feature|episode|comment|come on|story|article|piece)\b",
+        r"\b(?:interview|comment) for (?:a|an|our|my) (?:story|article|piece|episode|podcast)",
+    )),
+)
+_COMPILED_STAFF_ONLY = tuple(
+    (code, tuple(re.compile(p, re.I) for p in patterns)) for code, patterns in _STAFF_ONLY_INTENTS
+)
+
+
+def staff_only_intent(text: str) -> str | None:
+    """The reason code of a request only a person may answer, when the email makes one."""
+    for code, patterns in _COMPILED_STAFF_ONLY:
+        if any(pattern.search(text) for pattern in patterns):
+            return code
+    return None
+
+
 # Asks the whole-email rules above do not name, read sentence by sentence: questions the
 # policy answers, and the everyday ways customers ask for a due date, a price or a copy.
 _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # What staff decide comes first: "please refund the late fee" is a refund, not a fee question.
+    ("refund_request", (
+        r"\brefund", r"money back", r"put (?:it|that|the \$?[\d.]+|my \$?[\d.]+)[\w ]{0,30} back on "
+        r"my card", r"\b(?:want|need) (?:that|the|my) \$?[\d.]+ (?:back|returned)",
+    )),
+    ("fee_waiver_request", (
+        r"\bwaive", r"let (?:it|this|that|the fee) (?:go|slide)", r"\bforgive (?:the|this|it)",
+        r"drop the (?:late )?fee",
+    )),
     ("policy_question", (
         r"what happens if\b", r"\bper day\b", r"\ba day late\b", r"\bday or two (?:over|late)",
         r"how much (?:is|are|do you charge for|would) (?:the |a )?(?:late|overdue)",
@@ -261,6 +332,7 @@ _NO_POLICY_POINT = frozenset({"praise", "complaint"})
 
 _TOOL_NAMES_DECISION = "TriageDecision"
 _RENTAL_ROWS = 12
+_CATALOG_ROWS = 30
 
 
 def looks_english(text: str) -> bool:
@@ -281,6 +353,9 @@ def classify_intent(subject: str, body: str) -> str:
     text = f"{subject}\n{body}".lower()
     if not text.strip() or not looks_english(text) or not detect_language(body).is_english:
         return "other"
+    staff_only = staff_only_intent(text)
+    if staff_only is not None:
+        return staff_only
     if _SAYS_RETURNED.search(text) and _RECORDS_SAY_OUT.search(text):
         return "disputed_return"
     complaint_tone = bool(_COMPLAINT_TONE.search(text))
@@ -458,7 +533,10 @@ def _catalog_query(titles: Sequence[str], words: Sequence[str] = ()) -> str:
         "LEFT JOIN inventory AS i ON i.film_id = f.film_id "
         f"WHERE lower(f.title) IN ({named}) OR {_title_condition('f.title', words)} "
         "GROUP BY f.film_id, f.title, f.rating, f.rental_rate, f.rental_duration, i.store_id "
-        f"ORDER BY CASE WHEN lower(f.title) IN ({named}) THEN 0 ELSE 1 END, f.title, i.store_id"
+        f"ORDER BY CASE WHEN lower(f.title) IN ({named}) THEN 0 ELSE 1 END, f.title, i.store_id "
+        # Titles spelt exactly come first; the rest are fuzzy candidates, few enough that the
+        # result stays under the tool's output cap (a cut result cannot be read).
+        f"LIMIT {_CATALOG_ROWS}"
     )
 
 
@@ -994,6 +1072,10 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
         steps.append("A store manager will review what happened.")
         return draft("complaint", "Complaint acknowledged.", "your recent experience",
                      sorry=True)
+
+    if intent in {code for code, _ in _STAFF_ONLY_INTENTS}:
+        return escalate(intent, f"The email makes a request only a person may answer "
+                        f"({intent.replace('_', ' ')}).")
 
     reason = ("The email is not in a language the offline rules read."
               if reading.text.strip() and not looks_english(reading.text.lower())
