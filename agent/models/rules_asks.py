@@ -167,9 +167,20 @@ def title_score(title: str, text: str) -> float:
 
 
 def named_titles(titles: Iterable[str], text: str) -> list[str]:
-    """The titles ``text`` names, best first."""
-    scored = sorted(((title_score(t, text), t) for t in dict.fromkeys(titles)), reverse=True)
-    return [t for score, t in scored if score >= TITLE_MATCH]
+    """The titles ``text`` names, best first; equally good ones in the order they are named."""
+    folded = text.lower()
+    scored = [(title_score(t, text), t) for t in dict.fromkeys(titles)]
+
+    def position(title: str) -> int:
+        found = folded.find(title.lower())
+        if found < 0:
+            words = [folded.find(w) for w in title.lower().split() if folded.find(w) >= 0]
+            found = min(words) if words else len(folded)
+        return found
+
+    ranked = sorted(((s, t) for s, t in scored if s >= TITLE_MATCH),
+                    key=lambda item: (-item[0], position(item[1])))
+    return [t for _s, t in ranked]
 
 
 def ambiguous_titles(titles: Sequence[str], text: str) -> list[str]:

@@ -210,6 +210,7 @@ _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\bwhat i have out\b", r"\b(?:was|is) (?:that|it) due\b", r"\bwhen(?:'s| is) it due\b",
         r"\bwhen (?:is|was) \w+(?: \w+){0,3} due\b", r"\bchecked (?:it )?in\b",
         r"\bdue when\b", r"\bis \w+(?: \w+){0,3} (?:late|overdue)\b", r"\bon time\b",
+        r"\bdue dates?\b", r"\b(?:is|are) (?:\w+ )?due\b", r"\bdue first\b",
     )),
     ("catalog_question", (
         r"\bis it in\b", r"\bin (?:right now|at the moment|at my store)\b", r"on the shelf",
@@ -650,10 +651,35 @@ def _rentals(reading: CaseReading) -> list[RentalFacts]:
     return list(rentals.values())
 
 
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_MONTH_NAMED = re.compile(
+    r"\b(" + "|".join(f"{m[:3]}(?:{m[3:]})?" for m in _MONTHS) + r")\b\.?", re.I)
+
+
+def _months_named(text: str) -> set[int]:
+    """Months the customer names ("in August", "Feb 6"); "may" only with a day after it."""
+    months = set()
+    for match in _MONTH_NAMED.finditer(text):
+        word = match.group(1).lower()
+        if word == "may" and not re.match(r"\s+\d", text[match.end():]):
+            continue
+        months.add(next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(word[:3])))
+    return months
+
+
 def _named_rentals(reading: CaseReading, rentals: list[RentalFacts]) -> list[RentalFacts]:
-    # Typos, partial titles and any case still name the film (rapidfuzz, rules_asks).
+    # Typos, partial titles and any case still name the film (rapidfuzz, rules_asks). A film
+    # rented more than once: the rental in the month the customer names comes first.
     names = named_titles([r.title for r in rentals], reading.text)
-    return sorted((r for r in rentals if r.title in names), key=lambda r: names.index(r.title))
+    months = _months_named(reading.body)
+
+    def in_named_month(rental: RentalFacts) -> int:
+        dates = [rental.rental_date, rental.due_date, rental.return_date]
+        return 0 if any(d is not None and d.month in months for d in dates) else 1
+
+    return sorted((r for r in rentals if r.title in names),
+                  key=lambda r: (names.index(r.title), in_named_month(r)))
 
 
 def _money(value: float) -> str:
@@ -1002,6 +1028,15 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
                          "store and reply to this e-mail so our billing team can review it.")
             return draft(intent, "A lost item's replacement charge, per the late-fee policy.",
                          f"the charge for {rental.title}")
+        if rental.return_date is None and intent == "billing_question" and not rental.payments:
+            # Nothing charged yet: what the customer owes is what has built up so far.
+            if late:
+                findings.append(_late_fee_rule())
+            else:
+                findings.append("No late fee has built up on it so far.")
+            steps.append("You can return rentals at any MediaVault store.")
+            return draft(intent, "The rental is still out; its due date and fees so far are "
+                         "read from the account.", f"your rental of {rental.title}")
         if rental.return_date is None:
             return escalate(intent, "The rental is still out; the charge cannot be settled yet.")
         if not rental.amount_follows_rule(today):
