@@ -64,6 +64,9 @@ _COMMON_WORDS = frozenset({
     "your", "yours",
 })
 
+# A request written as a fragment rather than a question ("Also Silent Zephyr due date.").
+_FRAGMENT_ASK = re.compile(r"^(?:also|and|plus|oh and|p\.?s\.?)\b(?!.*\b(?:i|we)\b)", re.I)
+
 _SIGN_OFF_NAME = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+)?\.?$|^[A-Z]\.?$|^-\s*\w+$")
 
 
@@ -128,7 +131,7 @@ def read_message(text: str, classify: SentenceClassifier) -> MessageReading:
             reading.sentences.append(Sentence(sentence, "courtesy"))
             continue
         intent = classify(sentence)
-        if is_ask(sentence):
+        if is_ask(sentence) or (intent is not None and _FRAGMENT_ASK.match(sentence)):
             reading.sentences.append(Sentence(sentence, "ask", intent))
         elif intent is not None:
             # A statement with a recognised request in it ("I need my late fee explained").

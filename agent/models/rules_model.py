@@ -52,10 +52,16 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\b(?:late fees?|late charges?|fees?|overcharg\w*)\b[\s\S]{0,160}?(?:{dispute_words})",
         r"(?:{dispute_words})[\s\S]{0,160}?\b(?:late fees?|late charges?|overcharg\w*)\b",
         r"\bdispute (?:the|a|this|my) (?:late )?(?:fee|charge)",
+        # The customer says the records are wrong, or staff promised otherwise.
+        r"\b(?:records?|system) (?:are|is|must be) wrong\b", r"\bit'?s not lost\b",
+        r"\b(?:clerk|staff|cashier|manager|guy|girl|woman|man) (?:at the (?:counter|store) )?"
+        r"(?:said|told me)\b[\s\S]{0,160}\bno (?:late )?fee",
+        r"\b(?:shouldn'?t|should not|don'?t think i should) (?:have to )?(?:owe|pay)\b",
     )),
     ("refund_request", (
         r"\brefund", r"money back", r"reverse (?:the|this|that) charge",
         r"\bget (?:the |my )?(?:\$\s?[\d.]+|money|payment|rental fee) back\b",
+        r"\bback on(?: to)? my (?:card|account)\b", r"\b(?:put|give|pay) (?:it|that|the money) back\b",
     )),
     ("rental_status", (
         r"when (?:is|was|it'?s|it is|are|were|do|does|should|did)\b.{0,60}\bdue\b",
@@ -161,6 +167,13 @@ _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"someone (?:else )?(?:has|is using|has been using|used|got|is renting)",
         r"has (?:one of )?my (?:bank )?cards?", r"\bstolen (?:card|details)", r"\bunauthori[sz]ed\b",
         r"(?:store|shop) i'?ve never been to", r"\bfraud",
+    )),
+    # Damage the customer caused: replacement and fees for it are a person's decision.
+    ("other", (
+        r"\bchewed\b", r"\bi (?:broke|snapped|cracked|damaged|spilled)\b",
+        r"\bi dropped (?:the|my|a) (?:disc|dvd|case|film|movie)\b",
+        r"\bmy (?:dog|cat|kid|son|daughter|toddler)\b[^.!?]{0,40}\b(?:broke|snapped|scratched|"
+        r"damaged|got hold of)\b",
     )),
     ("media_inquiry", (
         r"\b(?:podcast|journalist|newspaper|magazine|documentary)\b[\s\S]{0,300}\b(?:interview|"
@@ -487,7 +500,7 @@ def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
     else:
         reading.message = read_message(reading.body, classify_sentence)
         asked = list(dict.fromkeys(s.intent for s in reading.message.sentences if s.intent))
-        if reading.intent == "other" and asked:
+        if reading.intent == "other" and asked and staff_only_intent(reading.text) is None:
             # The whole-email rules missed it, but a sentence says what the customer wants.
             first = asked[0]
             reading.intent = "billing_question" if first == "policy_question" else first
@@ -734,6 +747,14 @@ def _rental_history_lines(rental: RentalFacts, today: date | None) -> list[str]:
     elif rental.amount is not None:
         lines.append(f"The payment recorded for this rental is {_money(rental.amount)}.")
     return lines
+
+
+def _one_per_title(rentals: list[RentalFacts]) -> list[RentalFacts]:
+    """The first rental of each title (a film rented twice is named once)."""
+    seen: dict[str, RentalFacts] = {}
+    for rental in rentals:
+        seen.setdefault(rental.title, rental)
+    return list(seen.values())
 
 
 def _lost_charge_explained(rental: RentalFacts, today: date | None) -> bool:
@@ -1017,7 +1038,7 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
         if intent == "late_fee_dispute" and late == 0:
             return escalate("late_fee_dispute",
                             "Records show an on-time return; a possible store error needs billing.")
-        if intent == "late_fee_dispute" and _NOT_COVERED.search(reading.text.lower()):
+        if intent != "fee_waiver_request" and _NOT_COVERED.search(reading.text.lower()):
             # The rule does not cover a closed store or a return that was not scanned.
             return escalate("late_fee_dispute",
                             "The customer describes something the late-fee rule does not cover.")
@@ -1044,10 +1065,19 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
                             f"late fee ({_money(rental.rental_rate + rental.late_fee(today))}).")
             return escalate(intent, "The amount charged does not follow the late-fee rule; "
                             "billing must check it.")
+        # Every other film the customer names gets its own explanation (at most three).
+        others = [r for r in _one_per_title(named) if r.title != rental.title][:2]
+        for other in others:
+            findings.extend(_rental_history_lines(other, today))
+            if other.return_date is not None and not other.amount_follows_rule(today):
+                return escalate(intent, f"The amount charged for {other.title} does not follow "
+                                "the late-fee rule; billing must check it.")
         steps.append("If you believe our records are wrong, reply with the details and our "
                      "billing team will take a look.")
+        titles = " and ".join([rental.title, *(o.title for o in others)])
+        plural = "s" if others else ""
         return draft(intent, "The rental records and the late-fee policy explain the charge.",
-                     f"the charge for your rental of {rental.title}")
+                     f"the charge{plural} for your rental{plural} of {titles}")
 
     if intent == "rental_status":
         out = [r for r in rentals if r.return_date is None]
