@@ -152,10 +152,10 @@ TITLE_MATCH = 88
 def title_search_words(text: str, spans: Iterable[str]) -> list[str]:
     """Words worth a catalog search: those of title-shaped spans, else the rarer words."""
     words = [w.lower() for span in spans for w in re.findall(r"[A-Za-z]{4,}", span)]
-    if not words:
-        words = [w.lower() for w in re.findall(r"[A-Za-z]{5,}", text)]
+    # Customers often type titles in lower case: the rarer words of the text count too.
+    words += [w.lower() for w in re.findall(r"[A-Za-z]{5,}", text)]
     unique = [w for w in dict.fromkeys(words) if w not in _COMMON_WORDS]
-    return unique[:12]
+    return unique[:14]
 
 
 def title_score(title: str, text: str) -> float:

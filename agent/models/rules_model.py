@@ -391,7 +391,8 @@ _TITLE_STOPWORDS = frozenset({
 def extract_titles(text: str) -> list[str]:
     """Film titles the customer may name: quoted text, runs of capitals, then Title Case runs."""
     found: list[str] = []
-    for match in re.finditer(r"[\"“”']([^\"“”'\n]{2,60})[\"“”']", text):
+    # A quote mark inside a word is an apostrophe ("what's it rated"), not a quotation.
+    for match in re.finditer(r"(?<!\w)[\"“”']([^\"“”'\n]{2,60})[\"“”'](?!\w)", text):
         found.append(match.group(1).strip())
     for match in re.finditer(r"\b([A-Z][A-Z0-9'&]+(?:[ -]+[A-Z][A-Z0-9'&]+)+)\b", text):
         found.append(" ".join(match.group(1).split()))
@@ -520,6 +521,14 @@ def _title_condition(column: str, words: Sequence[str]) -> str:
     return "(" + " OR ".join(likes) + ")" if likes else "0 = 1"
 
 
+def _words_matched(column: str, words: Sequence[str]) -> str:
+    # How many of the customer's words a title contains: "titanic boondock" ranks the film
+    # with both words above films sharing one.
+    terms = [f"CASE WHEN lower({column}) LIKE {_sql_literal('%' + w + '%')} THEN 1 ELSE 0 END"
+             for w in words]
+    return "(" + " + ".join(terms) + ")" if terms else "0"
+
+
 def _rentals_query(titles: Sequence[str], words: Sequence[str] = ()) -> str:
     # One query: the sender's rentals (named films first, then those still out, then the most
     # recent), each with its payments. Few columns and rows keep it under the tool's output cap.
@@ -547,7 +556,8 @@ def _catalog_query(titles: Sequence[str], words: Sequence[str] = ()) -> str:
         "LEFT JOIN inventory AS i ON i.film_id = f.film_id "
         f"WHERE lower(f.title) IN ({named}) OR {_title_condition('f.title', words)} "
         "GROUP BY f.film_id, f.title, f.rating, f.rental_rate, f.rental_duration, i.store_id "
-        f"ORDER BY CASE WHEN lower(f.title) IN ({named}) THEN 0 ELSE 1 END, f.title, i.store_id "
+        f"ORDER BY CASE WHEN lower(f.title) IN ({named}) THEN 0 ELSE 1 END, "
+        f"{_words_matched('f.title', words)} DESC, f.title, i.store_id "
         # Titles spelt exactly come first; the rest are fuzzy candidates, few enough that the
         # result stays under the tool's output cap (a cut result cannot be read).
         f"LIMIT {_CATALOG_ROWS}"
