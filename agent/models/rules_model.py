@@ -66,7 +66,7 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rental_status", (
         r"when (?:is|was|it'?s|it is|are|were|do|does|should|did)\b.{0,60}\bdue\b",
         r"\bdue back\b", r"\boverdue\b", r"still (?:have|got)\b", r"rental status",
-        r"return (?:date|by)\b", r"did you receive", r"have i returned", r"checked out",
+        r"return (?:dates?|by)\b", r"did you receive", r"have i returned", r"checked out",
         r"(?:anything|any (?:rentals?|films?|dvds?|movies?)) (?:still )?out\b",
         r"\brentals? out\b", r"\bdo i have out\b", r"\bhave i got out\b",
         r"need to (?:go|come|be) back", r"what i(?:'ve| have)? rented", r"what have i rented",
@@ -116,6 +116,8 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\bannoy", r"wrong (?:disc|dvd|film|movie|case)", r"\bdamaged\b", r"\bfaulty\b",
         r"(?:won'?t|would not|wouldn'?t|doesn'?t|didn'?t|does not|did not) play",
         r"too (?:loud|noisy|cold|hot|dark|crowded)", r"\bnoisy\b", r"could(?:n'?t| not) hear",
+        r"\bwaiting (?:for )?(?:weeks|two weeks|a week|ages|forever)", r"(?:are|were) all (?:out|gone)",
+        r"\bnever (?:have|has|got) (?:any|a) cop",
     )),
     ("praise", (
         r"thank(?:s| you) (?:so much |very much )?for\b", r"\blove(?:d)?\b", r"\bgreat\b",
@@ -155,7 +157,7 @@ _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?:have|hold|keep|keeps|store) (?:on|about) me\b", r"\bkeeps? about me\b",
         r"copy of (?:everything|all|my (?:personal )?(?:data|information|details))",
         r"\bpersonal (?:data|info\w*|details)\b", r"(?:stop|quit) (?:keeping|tracking|storing)",
-        r"\b(?:gdpr|data protection|subject access)\b",
+        r"\b(?:gdpr|subject access request)\b",
         r"\bmy " + _THIRD_PARTY + r"(?:'s)? (?:has|had|rentals|account|address)",
         r"\b(?:she|he) has (?:been )?rent", r"what (?:films|movies) (?:she|he) ",
         r"which store (?:she|he) ", r"what address (?:she|he) ",
@@ -575,7 +577,8 @@ def plan_investigation(reading: CaseReading) -> list[tuple[str, dict[str, Any]]]
     wants_account = forced or intent in _ACCOUNT_INTENTS or bool(asked & _ACCOUNT_INTENTS)
     if wants_account and reading.verified:
         calls.append(("run_sql_query", {"query": _rentals_query(reading.titles, words)}))
-    wants_catalog = intent in ("catalog_question", "praise") or "catalog_question" in asked
+    wants_catalog = (intent in ("catalog_question", "praise")
+                     or bool(asked & {"catalog_question", "policy_question"}))
     if not forced and wants_catalog and (reading.titles or words):
         calls.append(("run_sql_query", {"query": _catalog_query(reading.titles, words)}))
     if forced:
@@ -835,6 +838,9 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                                  ("late_fee_dispute", "fee_waiver_request")):
             continue
         films = named_titles([r.title for r in rentals] + catalog_titles, ask.text)
+        if not films and re.search(r"\b(?:it|that|that one|this one|them|they)\b", ask.text, re.I):
+            # "How long can we keep it?": the film named earlier in the message.
+            films = named_titles([r.title for r in rentals] + catalog_titles, reading.body)[:1]
         if not reading.verified and intent in (*_ACCOUNT_INTENTS, "account_change"):
             continue  # the reply already says account details need the address on file
         if intent in ("refund_request", "fee_waiver_request", "late_fee_dispute",
@@ -878,6 +884,8 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
         elif intent == "policy_question":
             if re.search(r"longest|maximum|\bmax\b|how long|period|duration", ask.text, re.I):
                 rows = [r for r in catalog if str(r.get("title")) in films]
+                if rows and re.search(r"longest|maximum|\bmax\b", ask.text, re.I) and not films:
+                    rows = []
                 if not rows and primary == "rental_status" and rentals:
                     continue  # the due dates given answer how long the customer may keep them
                 if not rows:
@@ -1148,7 +1156,7 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
         return draft("complaint", "Complaint acknowledged.", "your recent experience",
                      sorry=True)
 
-    if intent in {code for code, _ in _STAFF_ONLY_INTENTS}:
+    if intent in {code for code, _ in _STAFF_ONLY_INTENTS} - {"other"}:
         return escalate(intent, f"The email makes a request only a person may answer "
                         f"({intent.replace('_', ' ')}).")
 
