@@ -61,7 +61,7 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("refund_request", (
         r"\brefund", r"money back", r"reverse (?:the|this|that) charge",
         r"\bget (?:the |my )?(?:\$\s?[\d.]+|money|payment|rental fee) back\b",
-        r"\bback on(?: to)? my (?:card|account)\b", r"\b(?:put|give|pay) (?:it|that|the money) back\b",
+        r"\bback on(?: to)? my (?:card|account)\b",
     )),
     ("rental_status", (
         r"when (?:is|was|it'?s|it is|are|were|do|does|should|did)\b.{0,60}\bdue\b",
@@ -214,6 +214,7 @@ _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"how (?:are|do you work out|do you calculate) (?:late )?fees",
         r"charge by the (?:hour|day)", r"\b(?:longest|maximum|max) rental",
         r"how long (?:can|do) (?:i|we|you) (?:keep|have|rent)", r"\brental (?:period|duration)",
+        r"how many days (?:do|can|will|would) (?:i|we|you) (?:get|have|keep)",
         r"what (?:am i|are we) looking at", r"cost of an extra day",
         r"what(?:'s| is) the (?:actual )?rule", r"\bgrace period", r"counts? as lost",
         r"\bmax(?:imum)? (?:number of )?days\b", r"before it counts",
@@ -241,6 +242,7 @@ _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\bhow many days\b", r"\b(?:was|were) i (?:really )?\d+ days? late",
         r"\bdates you used\b", r"\brang up\b", r"\binstead of\b", r"\bhow (?:did|do) you get\b",
         r"\bhow (?:the|that) (?:extra|fee|charge) was\b", r"\bthe extra\b",
+        r"\bbreak (?:it|that|this|them) down\b", r"\bbreakdown\b",
     )),
     ("account_change", (
         r"\baccount (?:isn'?t|is not|was not|wasn'?t) active", r"get back to renting",
@@ -307,6 +309,13 @@ _OWN_ACCOUNT = re.compile(
 _NOT_COVERED = re.compile(
     r"(?:store|shop|branch) (?:was|is|had) (?:closed|shut)|closed when|(?:not|never|wasn'?t) "
     r"(?:been )?scanned|drop ?box|after[- ]hours (?:box|slot)|return slot"
+)
+
+# The customer says the records are wrong or staff promised otherwise (not a miscount).
+_FACTS_DISPUTED = re.compile(
+    r"\b(?:records?|system) (?:are|is|must be) wrong\b|\bit'?s not lost\b|\bnot lost\b|"
+    r"\b(?:clerk|staff|cashier|manager)\b[^.!?]{0,40}\b(?:said|told me)\b[\s\S]{0,160}\bno "
+    r"(?:late )?fee"
 )
 
 # "How are late fees calculated?": the rule itself belongs in the answer.
@@ -882,7 +891,8 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                                           "the film asked about was not found in the catalog.")
             analysis.findings.extend(_stock_lines(rows))
         elif intent == "policy_question":
-            if re.search(r"longest|maximum|\bmax\b|how long|period|duration", ask.text, re.I):
+            if re.search(r"longest|maximum|\bmax\b|how long|period|duration|how many days (?:do|"
+                         r"can|will|would)", ask.text, re.I):
                 rows = [r for r in catalog if str(r.get("title")) in films]
                 if rows and re.search(r"longest|maximum|\bmax\b", ask.text, re.I) and not films:
                     rows = []
@@ -910,7 +920,8 @@ _FILM_INTENTS = frozenset({"catalog_question", "rental_status", "billing_questio
 _FEE_TOPIC = (r"\b(?:fees?|charge[ds]?|late|days?|extra|rest|remainder|balance|difference|"
               r"amount|numbers?|rule|grace|"
               r"cost|price|pay|paid|dollars?|bucks|cents|explain|add(?:s)? up|dates?|times?|"
-              r"counted|count|hours?|arrived at|work(?:s|ed)? out|how does that work)\b|\$|\d")
+              r"counted|count|hours?|arrived at|work(?:s|ed)? out|how does that work|break(?:down)?)"
+              r"\b|\$|\d")
 _TOPIC_WORDS: dict[str, re.Pattern[str]] = {
     "billing_question": re.compile(_FEE_TOPIC, re.I),
     "late_fee_dispute": re.compile(_FEE_TOPIC, re.I),
@@ -1056,6 +1067,10 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
         if intent == "late_fee_dispute" and late == 0:
             return escalate("late_fee_dispute",
                             "Records show an on-time return; a possible store error needs billing.")
+        if intent == "late_fee_dispute" and _FACTS_DISPUTED.search(reading.text.lower()):
+            # Not the arithmetic but the records themselves: only the store can check them.
+            return escalate("late_fee_dispute", "The customer disputes what the records say "
+                            "(or what staff told them); billing checks with the store.")
         if intent != "fee_waiver_request" and _NOT_COVERED.search(reading.text.lower()):
             # The rule does not cover a closed store or a return that was not scanned.
             return escalate("late_fee_dispute",
