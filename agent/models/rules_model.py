@@ -116,7 +116,8 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\bannoy", r"wrong (?:disc|dvd|film|movie|case)", r"\bdamaged\b", r"\bfaulty\b",
         r"(?:won'?t|would not|wouldn'?t|doesn'?t|didn'?t|does not|did not) play",
         r"too (?:loud|noisy|cold|hot|dark|crowded)", r"\bnoisy\b", r"could(?:n'?t| not) hear",
-        r"\bwaiting (?:for )?(?:weeks|two weeks|a week|ages|forever)", r"(?:are|were) all (?:out|gone)",
+        r"\bwaiting (?:for )?(?:weeks|two weeks|a week|ages|forever)",
+        r"(?:are|were) all (?:out|gone)",
         r"\bnever (?:have|has|got) (?:any|a) cop",
     )),
     ("praise", (
@@ -135,8 +136,9 @@ _THIRD_PARTY = (r"(?:husband|wife|partner|daughter|son|mother|father|mum|mom|dad
 _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("safety_concern", (
         r"fire (?:waiting to happen|hazard|risk)", r"if there (?:was|were) a fire",
-        r"\bsparking\b", r"smell\w* (?:like |of )?burning", r"\bslipped\b", r"hit (?:his|her|my) head",
-        r"\bcut (?:his|her|my|their) (?:hand|finger|thumb|arm|leg)", r"\bsliced\b", r"\bambulance\b",
+        r"\bsparking\b", r"smell\w* (?:like |of )?burning", r"\bslipped\b",
+        r"hit (?:his|her|my) head", r"\bcut (?:his|her|my|their) (?:hand|finger|thumb|arm|leg)",
+        r"\bsliced\b", r"\bambulance\b",
         r"emergency exit", r"followed (?:her|him|me|them|my)", r"following (?:people|women|kids)",
         r"hanging around (?:the )?kids", r"talk(?:s|ing)? to (?:the )?children",
         r"(?:don'?t|do not) see the point (?:of|in) (?:much|anything|living|going on)",
@@ -881,9 +883,12 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                 return _partly_understood(analysis, "billing_question",
                                           "no rental in the account matches the charge asked "
                                           "about.")
-            for rental in named[:2]:
-                if rental.title.lower() not in said:
-                    analysis.findings.extend(_rental_history_lines(rental, today))
+            for rental in _one_per_title(named)[:3]:
+                history = _rental_history_lines(rental, today)
+                if history[0] not in analysis.findings:
+                    analysis.findings.extend(history)
+            if all(r.return_date is None for r in named) and "late fees are" not in said:
+                analysis.findings.append(_late_fee_rule())
         elif intent == "catalog_question":
             rows = [r for r in catalog if str(r.get("title")) in films]
             if not rows:
@@ -1082,7 +1087,8 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
                          "store and reply to this e-mail so our billing team can review it.")
             return draft(intent, "A lost item's replacement charge, per the late-fee policy.",
                          f"the charge for {rental.title}")
-        if rental.return_date is None and intent == "billing_question" and not rental.payments:
+        only_rental_price = rental.amount is None or abs(rental.amount - rental.rental_rate) < 0.005
+        if rental.return_date is None and intent == "billing_question" and only_rental_price:
             # Nothing charged yet: what the customer owes is what has built up so far.
             if late:
                 findings.append(_late_fee_rule())
