@@ -169,7 +169,8 @@ _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fraud_chargeback", (
         r"(?:don'?t|do not|didn'?t|did not) recogni[sz]e", r"\bhacked\b", r"\bchargeback\b",
         r"someone (?:else )?(?:has|is using|has been using|used|got|is renting)",
-        r"has (?:one of )?my (?:bank )?cards?", r"\bstolen (?:card|details)", r"\bunauthori[sz]ed\b",
+        r"has (?:one of )?my (?:bank )?cards?", r"\bstolen (?:card|details)",
+        r"\bunauthori[sz]ed\b",
         r"(?:store|shop) i'?ve never been to", r"\bfraud",
     )),
     # Damage the customer caused: replacement and fees for it are a person's decision.
@@ -203,7 +204,8 @@ def staff_only_intent(text: str) -> str | None:
 _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # What staff decide comes first: "please refund the late fee" is a refund, not a fee question.
     ("refund_request", (
-        r"\brefund", r"money back", r"put (?:it|that|the \$?[\d.]+|my \$?[\d.]+)[\w ]{0,30} back on "
+        r"\brefund", r"money back",
+        r"put (?:it|that|the \$?[\d.]+|my \$?[\d.]+)[\w ]{0,30} back on "
         r"my card", r"\b(?:want|need) (?:that|the|my) \$?[\d.]+ (?:back|returned)",
     )),
     ("fee_waiver_request", (
@@ -925,7 +927,8 @@ _FILM_INTENTS = frozenset({"catalog_question", "rental_status", "billing_questio
 _FEE_TOPIC = (r"\b(?:fees?|charge[ds]?|late|days?|extra|rest|remainder|balance|difference|"
               r"amount|numbers?|rule|grace|"
               r"cost|price|pay|paid|dollars?|bucks|cents|explain|add(?:s)? up|dates?|times?|"
-              r"counted|count|hours?|arrived at|work(?:s|ed)? out|how does that work|break(?:down)?)"
+              r"counted|count|hours?|arrived at|work(?:s|ed)? out|how does that work|"
+              r"break(?:down)?)"
               r"\b|\$|\d")
 _TOPIC_WORDS: dict[str, re.Pattern[str]] = {
     "billing_question": re.compile(_FEE_TOPIC, re.I),
