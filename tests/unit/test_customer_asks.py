@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from mediavault.agent.api import ReviewDecision, resume, triage_email
+from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.models.rules_asks import (
     ambiguous_titles,
     named_titles,
@@ -16,8 +21,10 @@ from mediavault.agent.models.rules_model import (
     classify_sentence,
     revise_draft,
 )
+from mediavault.agent.stores.case_store import CaseStore
 from mediavault.evals.cli import parse_threshold, threshold_shortfall
 from mediavault.evals.dataset import parse_cases
+from mediavault.graph.context import Context
 from mediavault.tools.drafting.asks import CustomerAsk, check_reply, unanswered_asks
 
 REPLY = ("Hello Ana,\n\nThank you for writing to us about your rentals.\n\nHere is what we "
@@ -120,3 +127,38 @@ def test_fail_under_names_the_figure_that_is_short() -> None:
     figure, floor = parse_threshold("route_accuracy=92")
     assert threshold_shortfall({"route_accuracy": 0.91}, figure, floor) is not None
     assert threshold_shortfall({"route_accuracy": 0.92}, figure, floor) is None
+
+
+# ------------------------------------------------------------------ through the whole graph
+
+INBOX_PATH = Path(__file__).resolve().parents[2] / "examples" / "inbox.csv"
+
+
+def _draft_text(context: Context, email_id: str) -> str | None:
+    case = CaseStore(context.cases_path).get_case(email_id)
+    assert case is not None
+    return case.latest_draft.text if case.latest_draft is not None else None
+
+
+@pytest.mark.parametrize(
+    ("message", "revised"),
+    [("Warmer, and name the film", True), ("Mention our spring promotion", False)],
+)
+def test_a_rejected_draft_comes_back_revised_or_goes_to_a_person(
+    demo_db_path: Path, mediavault_home: Path, message: str, revised: bool
+) -> None:
+    context = Context(home=mediavault_home, db=str(demo_db_path))
+    email = next(e for e in read_inbox_csv(INBOX_PATH).emails if e.email_id == "msg-009")
+    first = triage_email(email, context=context)
+    assert first.status == "awaiting_review"
+    before = _draft_text(context, "msg-009")
+    result = resume("msg-009", ReviewDecision(type="reject", reviewer="sam", message=message,
+                                              reason_category="tone"), context=context)
+    after = _draft_text(context, "msg-009")
+    if revised:
+        assert result.status == "awaiting_review"
+        assert after != before and "HOLLOW MERIDIAN" in (after or "")
+        assert "sorry" in (after or "").lower()
+    else:
+        # Nothing the rules can apply: never the same draft again, a person takes over.
+        assert result.status == "escalated"
