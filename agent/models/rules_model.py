@@ -136,7 +136,9 @@ _THIRD_PARTY = (r"(?:husband|wife|partner|daughter|son|mother|father|mum|mom|dad
 _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("safety_concern", (
         r"fire (?:waiting to happen|hazard|risk)", r"if there (?:was|were) a fire",
-        r"\bsparking\b", r"smell\w* (?:like |of )?burning", r"\bslipped\b",
+        r"\bsparking\b", r"smell\w* (?:like |of )?burning",
+        r"\bslipped (?:on|and (?:fell|went down))", r"\b(?:man|woman|person|customer|kid|child) "
+        r"(?:\w+ )?slipped\b",
         r"hit (?:his|her|my) head", r"\bcut (?:his|her|my|their) (?:hand|finger|thumb|arm|leg)",
         r"\bsliced\b", r"\bambulance\b",
         r"emergency exit", r"followed (?:her|him|me|them|my)", r"following (?:people|women|kids)",
@@ -160,7 +162,8 @@ _STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"copy of (?:everything|all|my (?:personal )?(?:data|information|details))",
         r"\bpersonal (?:data|info\w*|details)\b", r"(?:stop|quit) (?:keeping|tracking|storing)",
         r"\b(?:gdpr|subject access request)\b",
-        r"\bmy " + _THIRD_PARTY + r"(?:'s)? (?:has|had|rentals|account|address)",
+        r"\bmy " + _THIRD_PARTY + r"(?:'s)? (?:rentals|account|address)",
+        r"\bmy " + _THIRD_PARTY + r" (?:has|had) (?:also )?(?:an )?account",
         r"\b(?:she|he) has (?:been )?rent", r"what (?:films|movies) (?:she|he) ",
         r"which store (?:she|he) ", r"what address (?:she|he) ",
         r"(?:which|what) (?:postal )?address (?:and phone number )?(?:you'?ve|you have|do you "
@@ -851,7 +854,8 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                                  ("late_fee_dispute", "fee_waiver_request")):
             continue
         films = named_titles([r.title for r in rentals] + catalog_titles, ask.text)
-        if not films and re.search(r"\b(?:it|that|that one|this one|them|they)\b", ask.text, re.I):
+        if not films and (intent in ("policy_question", "catalog_question") or re.search(
+                r"\b(?:it|that|that one|this one|them|they)\b", ask.text, re.I)):
             # "How long can we keep it?": the film named earlier in the message.
             films = named_titles([r.title for r in rentals] + catalog_titles, reading.body)[:1]
         if not reading.verified and intent in (*_ACCOUNT_INTENTS, "account_change"):
