@@ -480,6 +480,28 @@ class CaseReading:
         return rows
 
 
+_FORWARD_HEADER = re.compile(r"^(?:from|date|sent|to|cc|subject):.*$", re.I | re.M)
+
+
+def own_forwarded_text(quoted: str, sender: str) -> str:
+    """The text of a message the sender forwarded from their own address, else ``""``.
+
+    Quoted history is context (usually our own earlier reply); a forwarded message written by
+    the same sender ("Sending again since I didn't hear back") carries the question itself.
+    """
+    first = re.search(r"^From:[^\n]*?([\w.+-]+@[\w.-]+)", quoted, re.M | re.I)
+    if not first or not sender or first.group(1).casefold() != sender.casefold():
+        return ""
+    body = quoted[first.start():]
+    lines = body.splitlines()
+    index = 0
+    while index < len(lines) and (not lines[index].strip()
+                                  or _FORWARD_HEADER.match(lines[index].strip())):
+        index += 1
+    text = "\n".join(line.lstrip("> ").rstrip() for line in lines[index:])
+    return text.strip()[:4000]
+
+
 def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
     """Parse the delimited email, the facts and the tool results out of the messages."""
     reading = CaseReading()
@@ -492,7 +514,12 @@ def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
                 reading.revision_request = rejected.group(1).strip()
             parsed = parse_email(text)
             if parsed is not None:
-                reading.subject, reading.body, _quoted = parsed
+                reading.subject, reading.body, quoted = parsed
+                sender = re.search(r"^From: [^\n]*<([^>\n]*)>", text, re.M)
+                forwarded = own_forwarded_text(quoted, sender.group(1) if sender else "")
+                if forwarded:
+                    # The customer forwarded their own earlier message: it is the question.
+                    reading.body = f"{reading.body}\n\n{forwarded}".strip()
             facts = parse_facts(text)
             if facts is not None:
                 reading.facts.update(facts)

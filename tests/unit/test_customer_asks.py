@@ -19,6 +19,7 @@ from mediavault.agent.models.rules_model import (
     CaseReading,
     _cover_every_ask,
     classify_sentence,
+    own_forwarded_text,
     revise_draft,
 )
 from mediavault.agent.stores.case_store import CaseStore
@@ -162,3 +163,12 @@ def test_a_rejected_draft_comes_back_revised_or_goes_to_a_person(
     else:
         # Nothing the rules can apply: never the same draft again, a person takes over.
         assert result.status == "escalated"
+
+
+def test_a_forwarded_message_of_the_senders_own_is_the_question() -> None:
+    quoted = ("From: Rich Deleon <rich@example.org>\nDate: Sat, Feb 28, 2026\nTo: Support\n"
+              "Subject: when are these due\n\nCan you tell me the due date on each?\n")
+    assert own_forwarded_text(quoted, "RICH@example.org") == "Can you tell me the due date on each?"
+    # Someone else's message (or our own earlier reply) stays context.
+    assert own_forwarded_text(quoted, "ana@example.com") == ""
+    assert own_forwarded_text("> On Feb 27, MediaVault Support wrote:\n> Thanks", "a@b.c") == ""
