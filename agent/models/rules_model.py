@@ -912,6 +912,10 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                                           "no rental in the account answers the due-date ask.")
         elif intent == "billing_question":
             named = [r for r in rentals if r.title in films]
+            if not named:
+                # "I'd like to see how it was worked out": the charged films the email names.
+                named = [r for r in _named_rentals(reading, rentals)
+                         if r.return_date is not None and r.days_late(today) > 0]
             if not named and primary in ("rental_status", "late_fee_dispute"):
                 continue  # the main answer already gives the dates and fees of the rentals
             if not named:
@@ -1225,7 +1229,8 @@ def _analyse_intent(reading: CaseReading) -> Analysis:
 
 _EMAIL_CHANGE = re.compile(r"\b(?:e-?mail|email address)\b|switch (?:my|the) account|"
                            r"(?:move|transfer) (?:my|the) (?:mediavault )?account")
-_REACTIVATION = re.compile(r"reactivat|re-activat|deactivat|inactive")
+_REACTIVATION = re.compile(r"reactivat|re-activat|deactivat|inactive|(?:isn'?t|is not|not) "
+                           r"active|can'?t rent any ?more|get back to renting")
 _CHANGE_REQUEST = re.compile(r"\b(?:update|change|switch|move|transfer|correct|moved|"
                              r"married|reactivat\w*|close)\b")
 
