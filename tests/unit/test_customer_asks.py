@@ -172,3 +172,17 @@ def test_a_forwarded_message_of_the_senders_own_is_the_question() -> None:
     # Someone else's message (or our own earlier reply) stays context.
     assert own_forwarded_text(quoted, "ana@example.com") == ""
     assert own_forwarded_text("> On Feb 27, MediaVault Support wrote:\n> Thanks", "a@b.c") == ""
+
+
+def test_an_email_in_another_language_goes_to_a_person_with_the_language_named(
+    demo_db_path: Path, mediavault_home: Path
+) -> None:
+    context = Context(home=mediavault_home, db=str(demo_db_path))
+    result = triage_email({
+        "email_id": "fr-1", "received_at": "2026-03-01T09:00:00Z",
+        "from": "Sofia Marchetti <sofia.marchetti@example.com>", "subject": "Date de retour",
+        "body": "Bonjour, pouvez-vous me dire quand je dois rendre le film que j'ai loué "
+                "samedi ? Je ne veux pas payer de frais de retard. Merci beaucoup."},
+        context=context)
+    assert result.route == "escalate"
+    assert result.ticket is not None and "French" in str(result.ticket["escalation_reason"])
