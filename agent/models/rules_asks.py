@@ -26,6 +26,7 @@ _COURTESY = re.compile(
     r"have a (?:good|great|nice)|appreciate|much appreciated|sorry to bother|"
     r"(?:just )?a quick (?:one|question|q)\b|quick (?:one|question|q)\b|sent from my|"
     # Passing thanks on is a courtesy, not a request the reply must answer.
+    r"please pass (?:this|it|that) (?:on|along)\b|"
     r"please (?:thank|pass on (?:my|our) thanks|say thanks|tell (?:her|him|them|the staff) "
     r"(?:thanks|thank you)))\b",
     re.I,

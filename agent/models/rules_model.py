@@ -224,6 +224,7 @@ _SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"how many days (?:do|can|will|would) (?:i|we|you) (?:get|have|keep)",
         r"what (?:am i|are we) looking at", r"cost of an extra day",
         r"what(?:'s| is) the (?:actual )?rule", r"\bgrace period", r"counts? as lost",
+        r"\bwhat happens\b", r"\bthe most (?:it|i|they) (?:can|could|would|will)\b",
         r"\bmax(?:imum)? (?:number of )?days\b", r"before it counts",
     )),
     ("rental_status", (
@@ -916,6 +917,12 @@ def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
                 # "I'd like to see how it was worked out": the charged films the email names.
                 named = [r for r in _named_rentals(reading, rentals)
                          if r.return_date is not None and r.days_late(today) > 0]
+            priced = [r for r in catalog if str(r.get("title")) in films]
+            if not named and priced:
+                # "How much is Crystal Trail?": a catalog price, not a charge on the account.
+                analysis.findings.extend(line for line in _stock_lines(priced)
+                                         if line not in analysis.findings)
+                continue
             if not named and primary in ("rental_status", "late_fee_dispute"):
                 continue  # the main answer already gives the dates and fees of the rentals
             if not named:
@@ -976,6 +983,9 @@ _TOPIC_WORDS: dict[str, re.Pattern[str]] = {
                                 r"monday|tomorrow|tonight|today)\b|\d", re.I),
     "catalog_question": re.compile(r"\b(?:stock|cop(?:y|ies)|available|carry|have|rent\w*|"
                                    r"price|cost|rated|rating|store|shelf|in)\b", re.I),
+    # A question inside a complaint is usually a suggestion ("Maybe schedule more staff?").
+    "complaint": re.compile(r"\b(?:maybe|perhaps|should|why (?:not|don'?t)|staff|store|more|"
+                           r"someone|people)\b", re.I),
     "account_change": re.compile(r"\b(?:account|change|update|address|e-?mail|name|phone|"
                                  r"store|active|renting|rent)\b", re.I),
 }
@@ -983,7 +993,8 @@ _TOPIC_WORDS: dict[str, re.Pattern[str]] = {
 
 def _rhetorical(question: str) -> bool:
     """A short exclamation-question ("Seriously?", "is that true?") that asks for nothing new."""
-    words = re.findall(r"[a-z']+", question.lower())
+    words = [w for w in re.findall(r"[a-z']+", question.lower())
+             if w not in ("lol", "haha", "lmao", "ha", "ok", "so", "just")]
     return len(words) <= 4
 
 
