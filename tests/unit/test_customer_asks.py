@@ -186,3 +186,36 @@ def test_an_email_in_another_language_goes_to_a_person_with_the_language_named(
         context=context)
     assert result.route == "escalate"
     assert result.ticket is not None and "French" in str(result.ticket["escalation_reason"])
+
+
+def test_each_case_runs_on_the_database_it_names(tmp_path: Path, mediavault_home: Path) -> None:
+    from sakila_paths import require_original_sakila
+
+    from mediavault.evals.dataset import Dataset
+    from mediavault.evals.runner import EvalOptions, run_eval
+    from mediavault.evals.scoring import score_run
+
+    sakila = require_original_sakila()
+    lines = [
+        json.dumps({"id": "on-demo", "db": "demo", "email": {
+            "email_id": "on-demo", "received_at": "2026-03-01T10:00:00Z",
+            "from": "Sofia Marchetti <sofia.marchetti@example.com>", "subject": "due?",
+            "body": "When is VELVET COMPASS due back?"}, "expect": {
+                "route": "draft", "asks": [{"ask": "due date", "must_include": [
+                    "VELVET COMPASS"]}]}}),
+        json.dumps({"id": "on-sakila", "db": "sakila", "email": {
+            "email_id": "on-sakila", "received_at": "2006-02-19T10:00:00Z",
+            "from": "MARY.SMITH@sakilacustomer.org", "subject": "account",
+            "body": "Hello, what is my name on file?"},
+            "expect": {"route": ["draft", "escalate"]}}),
+    ]
+    dataset = Dataset(name="mixed", path="mixed.jsonl", cases=parse_cases(lines))
+    run = run_eval([dataset], EvalOptions(sakila_db=str(sakila)), workdir=tmp_path)
+    scored = score_run(run)
+    by_id = {o.case_id: o for o in scored.observations}
+    # The demo customer is unknown to the original Sakila and the other way round: each case
+    # found its sender only because it ran on its own database.
+    assert by_id["on-demo"].trace["sender_verified"] is True
+    assert by_id["on-sakila"].trace["sender_verified"] is True
+    assert scored.summary["asks_labelled"] == 1
+    assert "original Sakila" in run.db and "demo database" in run.db
