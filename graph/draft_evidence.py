@@ -7,7 +7,10 @@ the recorded ToolMessages, so a fact the model invents has nowhere to come from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
 from functools import cache
+from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
@@ -32,6 +35,16 @@ def _policy_sections() -> tuple[tuple[str, str], ...]:
 
 def grounding_evidence(state: TriageState, runtime: Runtime[Context]) -> GroundingEvidence:
     """This email's evidence: investigation results, the customer's message, the policy."""
+    try:
+        today = node_services(runtime).business_date()
+    except Exception:  # no business database (a unit test's context): dates still trace to rows
+        today = None
+    return evidence_from_state(state, today)
+
+
+def evidence_from_state(state: Mapping[str, Any], today: date | None) -> GroundingEvidence:
+    """The evidence recorded in a run's state (also for checks after the run, such as a
+    reviewer's edit or an eval's second look)."""
     email = state["email"]
     results = [
         (str(message.name), str(message.tool_call_id), str(message.content))
@@ -45,10 +58,6 @@ def grounding_evidence(state: TriageState, runtime: Runtime[Context]) -> Groundi
                                email.get("sender_name"), customer.get("first_name"),
                                customer.get("last_name")) if part
     )
-    try:
-        today = node_services(runtime).business_date()
-    except Exception:  # no business database (a unit test's context): dates still trace to rows
-        today = None
     return GroundingEvidence.from_tool_results(
         results,
         customer_message=own_words,

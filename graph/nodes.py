@@ -50,8 +50,14 @@ from mediavault.tools.agent_tools import (
     INVESTIGATION_TOOLS,
     parse_arguments,
 )
+from mediavault.tools.drafting.asks import CustomerAsk, check_reply
 from mediavault.tools.drafting.edits import edit_size
-from mediavault.tools.drafting.reply import DraftRequest, prepare_draft, validate_reply
+from mediavault.tools.drafting.reply import (
+    DraftRequest,
+    ValidationReport,
+    prepare_draft,
+    validate_reply,
+)
 from mediavault.tools.escalation_ticket import (
     EscalationRequest,
     QueryEvidence,
@@ -569,7 +575,9 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         allowed_contacts=_sender_contacts(state, runtime),
         evidence=grounding_evidence(state, runtime),
     )
-    report = outcome.report
+    asks = [CustomerAsk.model_validate(a) for a in state["decision"].get("asks") or []]
+    report = ValidationReport.from_problems([*outcome.report.problems,
+                                             *check_reply(asks, outcome.reply.body)])
     provenance = [fact.model_dump(mode="json") for fact in outcome.provenance]
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
     store = node_services(runtime).case_store
@@ -661,9 +669,12 @@ def human_review(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     if kind == "edit":
         edited = (answer.get("edited_action") or {}).get("args") or {}
         new_body = str(edited.get("body", ""))
+        # Titles from the rows read are names, not words ("WIFE TURN" is no third party).
+        titles = grounding_evidence(state, runtime).film_titles()
         report = validate_reply(new_body, sender_address=str(state["email"]["sender"]),
                                 allowed_contacts=_sender_contacts(state, runtime),
-                                recipient=edited.get("to") or draft_record.get("to"))
+                                recipient=edited.get("to") or draft_record.get("to"),
+                                film_titles=titles)
         if not report.valid:
             problems = [f"{p.code}: {p.detail}" for p in report.problems]
             _audit(state, runtime, "review.edit_rejected", f"review:{review_index}:invalid",

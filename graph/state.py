@@ -48,6 +48,8 @@ class DecisionRecord(TypedDict, total=False):
     policy_refs: list[str]
     queue: str | None
     overridden: str | None
+    #: The customer's asks (tools.drafting.asks.CustomerAsk as JSON): the draft answers each.
+    asks: list[dict[str, Any]]
 
 
 class GateVerdictRecord(TypedDict):

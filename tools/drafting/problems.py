@@ -24,6 +24,10 @@ ProblemCode = Literal[
     "dlp_markup",
     "third_party",
     "ungrounded_fact",
+    # Checked against the decision's asks and the communication guidelines (drafting/asks.py).
+    "ask_unanswered",
+    "duplicate_apology",
+    "bare_imperative",
 ]
 
 
