@@ -104,7 +104,8 @@ def test_with_nothing_kept_the_review_desk_metrics_and_audit_still_work(
     shown = runner.invoke(app, ["review", "show", waiting.email_id])
     assert shown.exit_code == 0 and "approved" in shown.stdout
     metrics = runner.invoke(app, ["metrics", "--json"])
-    assert metrics.exit_code == 0 and json.loads(metrics.stdout)["metrics"]["approved_without_edit"] == 1
+    assert metrics.exit_code == 0
+    assert json.loads(metrics.stdout)["metrics"]["approved_without_edit"] == 1
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
     assert verify_audit_log(context.audit_path).ok
     assert triage_email(DRAFTED, context=context).status == "approved"
