@@ -129,7 +129,8 @@ def repair_command(
         return
     console.print(Text(printable(
         f"moved {report.path} aside to {report.moved_to} ({report.problem or 'forced'}); "
-        f"salvaged {report.salvaged_threads} runs, lost {report.lost_threads}. Recorded "
+        f"salvaged {report.salvaged_threads} runs, lost "
+        f"{'all' if report.lost_threads is None else report.lost_threads}. Recorded "
         "outcomes are kept in the case store; triage continues."), style="green"))
     if report.lost_reviews:
         console.print(Text(

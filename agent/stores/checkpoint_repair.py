@@ -37,7 +37,8 @@ class RepairReport:
     #: Where the damaged file was moved (None when nothing was moved).
     moved_to: Path | None = None
     salvaged_threads: int = 0
-    lost_threads: int = 0
+    #: Runs that could not be read back (None: the file was unreadable, the count unknown).
+    lost_threads: int | None = 0
     #: Email ids of reviews that waited on a run that could not be salvaged.
     lost_reviews: tuple[str, ...] = field(default_factory=tuple)
 
@@ -88,7 +89,8 @@ def repair_checkpoint_file(context: Context, *, force: bool = False) -> RepairRe
     with open_checkpointer(context) as saver:  # a new, empty file
         salvaged, lost = _salvage(moved, saver.conn)  # type: ignore[attr-defined]
         readable = {thread for thread in salvaged if _reads_back(saver, thread)}
-    lost += len(salvaged) - len(readable)
+    if lost is not None:
+        lost += len(salvaged) - len(readable)
     return RepairReport(
         path=path, damaged=problem is not None, problem=problem, moved_to=moved,
         salvaged_threads=len(readable), lost_threads=lost,
@@ -96,9 +98,14 @@ def repair_checkpoint_file(context: Context, *, force: bool = False) -> RepairRe
     )
 
 
-def _salvage(damaged: Path, target: sqlite3.Connection) -> tuple[list[str], int]:
-    """Copy each thread whose rows still read from ``damaged``; (copied threads, lost)."""
-    target.execute("ATTACH DATABASE ? AS damaged", (str(damaged),))
+def _salvage(damaged: Path, target: sqlite3.Connection) -> tuple[list[str], int | None]:
+    """Copy each thread whose rows still read from ``damaged``: (copied threads, lost ones,
+    None when not even the list of threads can be read)."""
+    try:
+        target.execute("ATTACH DATABASE ? AS damaged", (str(damaged),))
+        target.execute("SELECT count(*) FROM damaged.sqlite_master").fetchone()
+    except sqlite3.DatabaseError:
+        return [], None  # not even its schema reads back: nothing to salvage
     try:
         try:
             threads = [row[0] for row in target.execute(

@@ -177,19 +177,19 @@ async def open_async_checkpointer(context: Context) -> AsyncIterator[BaseCheckpo
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     context.home.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(
-        str(context.checkpoint_path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
-    ) as connection:
-        # Pruning frees pages that incremental auto-vacuum can return (new files only).
-        await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        await connection.execute("PRAGMA journal_mode=WAL")
-        try:
+    try:
+        async with aiosqlite.connect(
+            str(context.checkpoint_path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
+        ) as connection:
+            # Pruning frees pages that incremental auto-vacuum can return (new files only).
+            await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            await connection.execute("PRAGMA journal_mode=WAL")
             yield AsyncSqliteSaver(connection)
-        except sqlite3.DatabaseError as error:
-            damage = checkpoint_damage(context, error)
-            if damage is None:
-                raise
-            raise damage from None
+    except sqlite3.DatabaseError as error:
+        damage = checkpoint_damage(context, error)
+        if damage is None:
+            raise
+        raise damage from None
 
 
 def _prepare_sqlite(connection: sqlite3.Connection) -> None:
