@@ -124,7 +124,8 @@ def run_one(backend: str, policy: str, count: int, concurrency: int, dsn: str | 
     return {
         "backend": backend, "policy": policy, "emails": count, "statuses": statuses,
         "seconds": round(elapsed, 1), "emails_per_second": round(count / elapsed, 2),
-        "checkpoint_bytes": checkpoints, "live_checkpoint_bytes": live, "case_bytes": cases, "audit_bytes": audit,
+        "checkpoint_bytes": checkpoints, "live_checkpoint_bytes": live, "case_bytes": cases,
+        "audit_bytes": audit,
         "outbox_bytes": outbox, "rss_mb": samples, "peak_rss_mb": round(_peak_mb(), 1),
     }
 
