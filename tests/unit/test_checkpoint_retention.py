@@ -185,3 +185,60 @@ def test_an_unknown_retention_policy_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MEDIAVAULT_CHECKPOINT_RETENTION", "forever")
     with pytest.raises(ConfigurationError, match="last, none, all"):
         Context()
+
+
+KILL_MID_PRUNE = """
+import os, signal, sys
+import mediavault.agent.stores.checkpoint_retention as retention
+from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.graph.context import Context
+
+context = Context(home=sys.argv[1], db=sys.argv[2])
+retention.SQLITE_PRUNE_CHUNK = 2
+deletes = []
+
+def die_on_the_sixth_delete(sql):
+    if sql.lstrip().upper().startswith("DELETE"):
+        deletes.append(sql)
+        if len(deletes) == 6:  # the second chunk has deleted one email's writes
+            os.kill(os.getpid(), signal.SIGKILL)
+
+with open_checkpointer(context) as saver:
+    saver.conn.set_trace_callback(die_on_the_sixth_delete)
+retention.prune_checkpoints(context, policy="last")
+"""
+
+
+def test_a_process_killed_in_the_middle_of_pruning_loses_nothing(
+    demo_db_path: Path, mediavault_home: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    context = _context(mediavault_home, demo_db_path, review="none", checkpoint_retention="all")
+    results = [triage_email(email, context=context) for email in EMAILS[:4]]
+    counts = {r.thread_id: _checkpoints(context, r.thread_id) for r in results}
+    writes = {r.thread_id: _rows(context.checkpoint_path, "SELECT count(*) FROM writes "
+                                 "WHERE thread_id = ?", r.thread_id)[0][0] for r in results}
+    script = tmp_path / "kill_mid_prune.py"
+    script.write_text(KILL_MID_PRUNE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAVAULT_")}
+    done = subprocess.run([sys.executable, str(script), str(mediavault_home), str(demo_db_path)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == -9, done.stderr
+    # Emails are pruned in sorted thread order, two per transaction: the first two are done,
+    # the other two are exactly as they were, writes included.
+    order = sorted(counts)
+    for thread_id in order[:2]:
+        assert _checkpoints(context, thread_id) == 1
+    for thread_id in order[2:]:
+        assert _checkpoints(context, thread_id) == counts[thread_id]
+        assert _rows(context.checkpoint_path, "SELECT count(*) FROM writes WHERE thread_id = ?",
+                     thread_id)[0][0] == writes[thread_id]
+    lines = _audit_lines(context)
+    for email, first in zip(EMAILS[:4], results, strict=True):
+        again = triage_email(email, context=context)
+        assert again.already_recorded and again.status == first.status
+    assert _audit_lines(context) == lines
+    assert prune_checkpoints(context, policy="last").pruned == 2
