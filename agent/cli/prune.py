@@ -84,6 +84,9 @@ def prune_command(
         console.print("the retention policy is `all`: nothing to prune "
                       "(pass --keep last or --keep none)")
         return
+    if report.threads == 0:
+        console.print("no checkpoints: nothing to prune")
+        return
     verb = "would prune" if dry_run else "pruned"
     freed = "would free" if dry_run else "freed"
     console.print(Text(
