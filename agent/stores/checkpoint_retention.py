@@ -18,9 +18,9 @@ recorded outcome, ``review show`` and the evaluation read the final state. The p
     keep everything (for debugging a run step by step).
 
 The policy is applied right after a run records its outcome (:func:`retain_finished`) and to
-older homes by ``mediavault prune`` (:func:`prune_checkpoints`). Each email is pruned in a
-transaction of its own (SQLite: a chunk of emails per transaction), so a crash in the middle
-rolls back, never leaves half a thread; an email is pruned only when its latest checkpoint
+older homes by ``mediavault prune`` (:func:`prune_checkpoints`). An email is pruned inside
+one transaction (its own after a run; a chunk of emails' in ``prune``), so a crash in the
+middle rolls back and never leaves half a thread; an email is pruned only when its latest checkpoint
 holds an outcome, so a review that waits is never touched; ``none`` additionally needs the
 outcome in the case store.
 """
