@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def run_one(backend: str, policy: str, count: int, concurrency: int, dsn: str | 
             ).fetchone()[0])
     audit = context.audit_path.stat().st_size
     outbox = sum(p.stat().st_size for p in context.outbox_path.glob("*.eml"))
+    shutil.rmtree(home, ignore_errors=True)  # a run under `all` leaves hundreds of MB
     return {
         "backend": backend, "policy": policy, "emails": count, "statuses": statuses,
         "seconds": round(elapsed, 1), "emails_per_second": round(count / elapsed, 2),
