@@ -211,7 +211,10 @@ async def _arecorded(
 def _case_outcome(context: Context, thread_id: str, email_id: str) -> TriageResult | None:
     """The outcome the case store holds for an email that has no checkpoint left (pruned
     under the ``none`` retention policy, or lost with a damaged checkpoint file), or None."""
-    case = services_for(context).case_store.get_case(email_id)
+    store = services_for(context).case_store
+    if not store.has_outcome(email_id):  # a new email: one indexed lookup, nothing loaded
+        return None
+    case = store.get_case(email_id)
     if case is None or case.status not in FINISHED_STATUSES:
         return None  # never triaged, failed (retried), or a review whose run was lost
     latest = case.latest_draft
