@@ -18,7 +18,16 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.ops.decision_lock import one_decision_at_a_time
-from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.agent.stores.checkpoint_retention import (
+    FINISHED_STATUSES,
+    aretain_finished,
+    retain_finished,
+)
+from mediavault.agent.stores.checkpoints import (
+    checkpoint_damage,
+    open_async_checkpointer,
+    open_checkpointer,
+)
 from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run, email_run
 from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
@@ -205,24 +214,51 @@ def _answered(saved: Any) -> bool:
     return bool(saved and any(w[1] == _RESUME_CHANNEL for w in saved.pending_writes or ()))
 
 
-def _recorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+def _recorded(
+    graph: Any, thread_id: str, email_id: str, context: Context
+) -> tuple[TriageResult | None, Any]:
     """The recorded result of a thread (None when a run is still to do) and its snapshot."""
     config = _config(thread_id)
     snapshot = graph.get_state(config)
+    if not snapshot.values:
+        return _case_outcome(context, thread_id, email_id), snapshot
     saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
     if not _is_recorded(snapshot, saved):
         return None, snapshot
     return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
 
 
-async def _arecorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+async def _arecorded(
+    graph: Any, thread_id: str, email_id: str, context: Context
+) -> tuple[TriageResult | None, Any]:
     """The asyncio twin of :func:`_recorded`."""
     config = _config(thread_id)
     snapshot = await graph.aget_state(config)
+    if not snapshot.values:
+        return await asyncio.to_thread(_case_outcome, context, thread_id, email_id), snapshot
     saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
     if not _is_recorded(snapshot, saved):
         return None, snapshot
     return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
+
+
+def _case_outcome(context: Context, thread_id: str, email_id: str) -> TriageResult | None:
+    """The outcome the case store holds for an email that has no checkpoint left (pruned
+    under the ``none`` retention policy, or lost with a damaged checkpoint file), or None."""
+    store = services_for(context).case_store
+    if not store.has_outcome(email_id):  # a new email: one indexed lookup, nothing loaded
+        return None
+    case = store.get_case(email_id)
+    if case is None or case.status not in FINISHED_STATUSES:
+        return None  # never triaged, failed (retried), or a review whose run was lost
+    latest = case.latest_draft
+    return TriageResult(
+        email_id=email_id, thread_id=thread_id, status=case.status,  # type: ignore[arg-type]
+        route=case.route, reason_code=case.reason_code, queue=case.queue,
+        draft={"body": latest.text, "version": latest.version,
+               "policy_refs": list(latest.policy_refs)} if latest else None,
+        ticket=dict(case.ticket.ticket) if case.ticket else None, already_recorded=True,
+    )
 
 
 def _result_from(
@@ -273,7 +309,7 @@ def triage_email(
     config = _config(thread_id)
     # Another process running this email: wait for it, then return what it recorded.
     with email_run(context, thread_id, wait=True), _compiled_graph(context) as graph:
-        recorded, snapshot = _recorded(graph, thread_id, inbound.email_id)
+        recorded, snapshot = _recorded(graph, thread_id, inbound.email_id, context)
         if recorded is not None:
             return recorded
         try:
@@ -288,8 +324,9 @@ def triage_email(
         except ConfigurationError:
             raise
         except Exception as problem:
+            _raise_if_damaged(context, problem)
             return _record_failure(context, inbound, thread_id, problem)
-        return _result(graph, thread_id, inbound.email_id)
+        return _retained(graph, context, _result(graph, thread_id, inbound.email_id))
 
 
 async def atriage_email(
@@ -312,12 +349,12 @@ async def atriage_email(
 def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
     with _compiled_graph(context) as graph:
-        return _recorded(graph, thread_id_for(email.email_id), email.email_id)[0]
+        return _recorded(graph, thread_id_for(email.email_id), email.email_id, context)[0]
 
 
-async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
+async def recorded_result(graph: Any, email: InboundEmail, context: Context) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
-    return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id))[0]
+    return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id, context))[0]
 
 
 async def atriage_on(
@@ -339,7 +376,7 @@ async def _atriage_held(
     graph: Any, email: InboundEmail, context: Context, thread_id: str
 ) -> TriageResult:
     config = _config(thread_id)
-    recorded, snapshot = await _arecorded(graph, thread_id, email.email_id)
+    recorded, snapshot = await _arecorded(graph, thread_id, email.email_id, context)
     if recorded is not None:
         return recorded
     try:
@@ -351,8 +388,27 @@ async def _atriage_held(
     except ConfigurationError:
         raise
     except Exception as problem:
+        _raise_if_damaged(context, problem)
         return await asyncio.to_thread(_record_failure, context, email, thread_id, problem)
-    return _result_from(await graph.aget_state(config), thread_id, email.email_id)
+    result = _result_from(await graph.aget_state(config), thread_id, email.email_id)
+    await aretain_finished(graph.checkpointer, thread_id, result.status,
+                           context.checkpoint_retention)
+    return result
+
+
+def _retained(graph: Any, context: Context, result: TriageResult) -> TriageResult:
+    """``result``, once the retention policy has pruned its finished thread's checkpoints."""
+    retain_finished(graph.checkpointer, result.thread_id, result.status,
+                    context.checkpoint_retention)
+    return result
+
+
+def _raise_if_damaged(context: Context, problem: Exception) -> None:
+    # A damaged checkpoint file would fail every email the same way: stop with the repair
+    # command rather than recording each one as failed.
+    damage = checkpoint_damage(context, problem)
+    if damage is not None:
+        raise damage from None
 
 
 def _record_failure(
@@ -427,7 +483,7 @@ def resume(
                               "answered; show the current request before deciding")
         graph.invoke(Command(resume=answer.as_resume_value()), _config(thread_id),
                      context=context, durability=DURABILITY)
-        return _result(graph, thread_id, email_id)
+        return _retained(graph, context, _result(graph, thread_id, email_id))
 
 
 def pending_reviews(context: Context | None = None) -> list[dict[str, Any]]:

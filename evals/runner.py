@@ -293,9 +293,11 @@ def run_eval(
                     suffix = "" if key == "run" else f"-{key}"
                     home = root / f"run{repetition}-{index}-{dataset.name}{suffix}"
                     # Files in a fresh home, never a shared state server: cases must not
-                    # see each other's outcomes.
+                    # see each other's outcomes. The trace is read from each run's final
+                    # checkpoint, so it is kept whatever the operator's retention policy.
                     context = Context(home=home, db=db_path, state_db=None, model=options.model,
-                                      today=as_of, review="none", chat_model=model)
+                                      today=as_of, review="none", chat_model=model,
+                                      checkpoint_retention="last")
                     home.mkdir(parents=True, exist_ok=True)
                     with _checkpoint_reader(context) as reader:
                         for case in cases:

@@ -33,9 +33,14 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "chain, so edits, recomputation and truncation are all detectable.",
     "MEDIAVAULT_MODEL_TIMEOUT": "Seconds per request to a hosted model (default 60).",
     "MEDIAVAULT_MODEL_MAX_RETRIES": "Retries with backoff for a hosted model (default 3).",
+    "MEDIAVAULT_CHECKPOINT_RETENTION": "What is kept of a finished email's checkpoints: `last` "
+    "(default), `none` (the case store and audit log hold the outcome) or `all`.",
     "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
     "reason codes that need review; any other value is refused.",
 }
+
+#: Checkpoint retention policies (see agent.stores.checkpoint_retention); the first is the default.
+CHECKPOINT_RETENTION_POLICIES: tuple[str, ...] = ("last", "none", "all")
 
 
 class ConfigurationError(ValueError):
@@ -111,6 +116,10 @@ class Context:
     model: str = field(default_factory=lambda: _env("MEDIAVAULT_MODEL") or "rules")
     today: date | None = field(default_factory=_default_today)
     review: str = field(default_factory=lambda: _env("MEDIAVAULT_REVIEW") or "all")
+    #: What is kept of a finished email's checkpoints: ``last``, ``none`` or ``all``.
+    checkpoint_retention: str = field(
+        default_factory=lambda: _env("MEDIAVAULT_CHECKPOINT_RETENTION")
+        or CHECKPOINT_RETENTION_POLICIES[0])
     #: Investigation budgets: beyond any of them the email is escalated, never drafted.
     max_tool_calls: int = 6
     max_model_calls: int = 4
@@ -134,6 +143,12 @@ class Context:
         object.__setattr__(self, "review", parse_review_mode(self.review))
         if not self.model.strip():
             raise ConfigurationError("model name is empty; use `rules` or `openai:<model>`")
+        retention = self.checkpoint_retention.strip().lower()
+        if retention not in CHECKPOINT_RETENTION_POLICIES:
+            raise ConfigurationError(
+                f"checkpoint retention {self.checkpoint_retention!r} is not one of "
+                f"{', '.join(CHECKPOINT_RETENTION_POLICIES)} (MEDIAVAULT_CHECKPOINT_RETENTION)")
+        object.__setattr__(self, "checkpoint_retention", retention)
 
     @property
     def db_is_server(self) -> bool:

@@ -15,6 +15,7 @@ from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
 from mediavault.agent.cli.mail import mail_app
 from mediavault.agent.cli.metrics import metrics_command
+from mediavault.agent.cli.prune import checkpoints_app, prune_command
 from mediavault.agent.cli.review import review_app
 from mediavault.agent.cli.serve import reviewers_app, serve_command
 from mediavault.agent.cli.sql import sql_command
@@ -38,6 +39,8 @@ app.add_typer(mail_app, name="mail")
 app.add_typer(cases_app, name="cases")
 app.command(name="metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")
+app.command(name="prune")(prune_command)
+app.add_typer(checkpoints_app, name="checkpoints")
 app.command(name="studio")(studio_command)
 app.command(name="serve")(serve_command)
 app.add_typer(reviewers_app, name="reviewers")

@@ -119,7 +119,7 @@ async def triage_batch(
                     if first is not None:
                         entries.append(group.create_task(same_as(first)))
                         continue
-                    recorded = await recorded_result(graph, inbound)
+                    recorded = await recorded_result(graph, inbound, context)
                     if recorded is not None:
                         report(recorded)
                         entries.append(recorded)

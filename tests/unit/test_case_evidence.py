@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import json as json_module
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage
 from typer.testing import CliRunner
 
 from mediavault.agent.api import triage_email
 from mediavault.agent.mail.csv_inbox import read_inbox_csv
-from mediavault.agent.models.rules_model import RulesChatModel
-from mediavault.agent.models.scripted_model import ScriptedChatModel
 from mediavault.agent.ops.review_desk import reject_draft, show_case
 from mediavault.cli import app
 from mediavault.graph.context import Context
@@ -25,26 +21,6 @@ INBOX = {email.email_id: email for email in read_inbox_csv(REPO / "examples" / "
 APOLOGY = "We are sorry that this took a second message."
 
 runner = CliRunner()
-
-
-def revising_model() -> ScriptedChatModel:
-    """The rules model, except that a revision after a rejection adds a sentence."""
-    rules = RulesChatModel()
-
-    def script(messages: list[BaseMessage], tools: list[str]) -> AIMessage:
-        formatted = [{"type": "function", "function": {"name": n, "parameters": {}}}
-                     for n in tools]
-        answer = rules.invoke(messages, tools=formatted) if tools else rules.invoke(messages)
-        assert isinstance(answer, AIMessage)
-        rejected = any("a reviewer rejected the draft" in str(m.content) for m in messages)
-        if "draft_customer_email" in tools and rejected and answer.tool_calls:
-            call: dict[str, Any] = dict(answer.tool_calls[0])
-            args = dict(call["args"])
-            args["findings"] = [*args.get("findings", []), APOLOGY]
-            return AIMessage(content="", tool_calls=[{**call, "args": args}])
-        return answer
-
-    return ScriptedChatModel(script=script)
 
 
 @pytest.fixture
@@ -86,7 +62,8 @@ def test_review_show_prints_the_rows_the_draft_rests_on(context: Context) -> Non
 def test_a_rejected_draft_shows_its_versions_side_by_side(
     demo_db_path: Path, mediavault_home: Path
 ) -> None:
-    context = Context(home=mediavault_home, db=str(demo_db_path), chat_model=revising_model())
+    # The rules model revises on its own: a "tone" rejection gets the apology it asked for.
+    context = Context(home=mediavault_home, db=str(demo_db_path))
     triage_email(INBOX["msg-009"], context=context)
     reject_draft("msg-009", reason="tone", message="Warmer,\nand name the film",
                  reviewer="ana", context=context)
@@ -94,7 +71,7 @@ def test_a_rejected_draft_shows_its_versions_side_by_side(
     first, second = case.draft_history
     assert (first.version, second.version) == (1, 2)
     assert first.decisions == ("reject by ana (tone): Warmer, and name the film",)
-    assert APOLOGY not in first.text and APOLOGY in second.text
+    assert "sorry" not in first.text.lower() and "sorry" in second.text.lower()
     shown = runner.invoke(app, ["review", "show", "msg-009"],
                           env={"MEDIAVAULT_DB": str(context.db)})
     assert shown.exit_code == 0, shown.output
