@@ -138,7 +138,8 @@ def send_command(
         "--sent-copy/--no-sent-copy", help="File a copy in the IMAP Sent folder and look there "
         "when settling an interrupted send (needs the MEDIAVAULT_IMAP_* settings).")] = True,
     ca_file: CaFile = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="Send at most this many replies.")] = None,
     every: Annotated[float | None, typer.Option(
         "--every", min=1.0, help="Keep running as the dispatcher: send new approvals every "
         "this many seconds until stopped (SIGTERM or Ctrl+C).")] = None,
