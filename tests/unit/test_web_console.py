@@ -568,8 +568,9 @@ def test_a_decision_on_a_draft_that_changed_is_refused(context: Context) -> None
             alice,
             "msg-015",
             "reject",
-            reason_category="factual",
-            message="Check the fee amounts again.",
+            # A request the offline model can act on: it revises instead of escalating.
+            reason_category="tone",
+            message="Please be warmer, the customer is upset.",
         )
         assert rejected.status_code == 303
         # The revised draft waits again; bob's approval was of the draft alice rejected.
