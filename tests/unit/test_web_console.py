@@ -751,8 +751,8 @@ def test_the_case_page_shows_rows_the_trace_and_draft_versions(
     [api_query] = [item for item in api["evidence"] if item["sql"]]
     assert api_query["sql"] == query.sql and api_query["rows"] == [dict(r) for r in query.rows]
     assert [step["summary"] for step in api["trace"]] == [step.summary for step in case.trace]
-    # A rejection: both versions side by side (the rules model repeats its text, so v1 only
-    # changes when a reviewer edits; here an edit after a rejection gives two versions).
+    # A rejection and an edit: every version side by side (v1 rejected, v2 the model's
+    # revision, v3 the reviewer's edit of it).
     _decide(app_client, "msg-007", "reject", reason_category="tone", message="Warmer, please")
     edited = show_case("msg-007", context)
     body = (edited.draft.text if edited.draft else "").replace("Hello", "Hello again", 1)
@@ -760,7 +760,7 @@ def test_the_case_page_shows_rows_the_trace_and_draft_versions(
     versions = app_client.get("/cases/msg-007").text
     assert 'data-testid="draft-versions"' in versions
     assert "reject by alice (tone): Warmer, please" in versions
-    assert versions.count('<div class="version">') == 2
+    assert versions.count('<div class="version">') == 3
 
 # ------------------------------------------------------------------- sessions and throttles
 
