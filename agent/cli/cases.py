@@ -156,6 +156,9 @@ def print_case_file(case: CaseFile, console: Console | None = None) -> None:
         if draft.to or draft.subject:
             console.print(_plain(f"to: {draft.to or '-'}  subject: {draft.subject or '-'}"))
         console.print(_plain(draft.text, keep_newlines=True))
+        for fact in draft.facts:
+            console.print(_plain(f"fact: {fact.get('fact')} <- {fact.get('reference')}",
+                                 style="dim"))
         for problem in draft.problems:
             console.print(_plain(f"problem: {problem}", style="red"))
     for problem in case.refused_problems:

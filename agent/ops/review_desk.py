@@ -168,6 +168,9 @@ class DraftView(_View):
     created_at: datetime | None = None
     #: The reviewers' decisions on this version while it was the latest (draft history only).
     decisions: tuple[str, ...] = ()
+    #: Where each fact of the draft came from: ``{fact, kind, source, reference}`` (the query
+    #: row, policy section or customer message behind it); empty for reviewers' edits.
+    facts: tuple[dict[str, str], ...] = ()
 
 
 class ReviewView(_View):
@@ -508,6 +511,7 @@ def _draft_view(case: CaseRecord, state: dict[str, Any]) -> DraftView | None:
         valid=latest.valid,
         problems=latest.validation_problems,
         policy_refs=latest.policy_refs,
+        facts=latest.provenance,
     )
 
 

@@ -84,3 +84,16 @@ def test_a_rejected_draft_shows_its_versions_side_by_side(
     # A reason written on two lines reads as one line, never as an escape code.
     assert "Warmer, and name the film" in shown.stdout
     assert "\\x0a" not in shown.stdout
+
+
+def test_each_fact_of_the_draft_names_the_row_or_section_behind_it(context: Context) -> None:
+    triage_email(INBOX["msg-006"], context=context)
+    case = show_case("msg-006", context)
+    assert case.draft is not None and case.draft.facts
+    titles = [f for f in case.draft.facts if f["fact"] == "VELVET COMPASS"]
+    assert titles and titles[0]["reference"].startswith("run_sql_query")
+    # Every fact a reviewer sees is in the draft, and each has its source.
+    assert all(f["fact"] in case.draft.text and f["reference"] for f in case.draft.facts)
+    shown = runner.invoke(app, ["review", "show", "msg-006"],
+                          env={"MEDIAVAULT_DB": str(context.db)})
+    assert f"fact: VELVET COMPASS <- {titles[0]['reference']}" in shown.stdout
