@@ -19,57 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from mediavault.agent.api import (
-        NoPendingReview,
-        ReviewDecision,
-        TriageResult,
-        atriage_email,
-        pending_reviews,
-        resume,
-        triage_email,
-    )
-    from mediavault.agent.ops.batch import run_triage_batch, triage_batch
-    from mediavault.agent.ops.review_desk import (
-        approve_draft,
-        edit_draft,
-        escalate_case,
-        list_pending_reviews,
-        reject_draft,
-        show_case,
-    )
-    from mediavault.agent.wiring import build_graph
-    from mediavault.graph.context import ConfigurationError, Context
-    from mediavault.graph.decision import TriageDecision
-    from mediavault.graph.inbound_email import InboundEmail
-    from mediavault.tools.drafting.reply import CustomerReply, DraftRequest
-    from mediavault.tools.escalation_ticket import EscalationTicket
+# The public names are those of the application layer; importing its package is cheap (it
+# resolves each name lazily too).
+from mediavault.agent import __all__ as __all__
 
-__all__ = [
-    "ConfigurationError",
-    "Context",
-    "CustomerReply",
-    "DraftRequest",
-    "EscalationTicket",
-    "InboundEmail",
-    "NoPendingReview",
-    "ReviewDecision",
-    "TriageDecision",
-    "TriageResult",
-    "approve_draft",
-    "atriage_email",
-    "build_graph",
-    "edit_draft",
-    "escalate_case",
-    "list_pending_reviews",
-    "pending_reviews",
-    "reject_draft",
-    "resume",
-    "run_triage_batch",
-    "show_case",
-    "triage_batch",
-    "triage_email",
-]
+if TYPE_CHECKING:
+    from mediavault.agent import *  # noqa: F403 - the same names, for type checkers
 
 
 def __getattr__(name: str) -> Any:
