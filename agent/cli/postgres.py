@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
@@ -12,9 +11,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.graph.context import ConfigurationError
+from mediavault.graph.settings import Settings, load_settings
+
 #: Optional password for the agent's login role; never passed on the command line, where it
 #: would land in shell history and process listings.
-AGENT_PASSWORD_VARIABLE = "MEDIAVAULT_PG_AGENT_PASSWORD"
+AGENT_PASSWORD_VARIABLE = Settings.variable("pg_agent_password")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -35,7 +37,11 @@ def init_postgres(
 
     if "://" not in admin_dsn and "=" not in admin_dsn:
         _fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
-    password = os.environ.get(AGENT_PASSWORD_VARIABLE) or None
+    try:
+        secret = load_settings().pg_agent_password
+    except ConfigurationError as problem:
+        _fail(str(problem), 2)
+    password = secret.get_secret_value() if secret is not None else None
     try:
         summary = init_postgres_database(
             admin_dsn,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ from rich.console import Console
 
 from mediavault.agent.cli.options import HomeOption
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import Settings, load_settings
 
 err_console = Console(stderr=True, soft_wrap=True)  # paths and URLs stay on one line
 
@@ -21,7 +21,7 @@ reviewers_app = typer.Typer(
     no_args_is_help=True,
 )
 #: Scripts may pass a new reviewer's password here instead of typing it.
-PASSWORD_ENV = "MEDIAVAULT_REVIEWER_PASSWORD"
+PASSWORD_ENV = Settings.variable("reviewer_password")
 
 UsersFileOption = Annotated[
     Path | None,
@@ -50,8 +50,11 @@ def _users_file(home: Path | None, users_file: Path | None) -> Path:
         return users_file
     from mediavault.agent.web.settings import REVIEWERS_FILE_NAME
 
-    configured = os.environ.get("MEDIAVAULT_REVIEWERS_FILE", "").strip()
-    return Path(configured) if configured else _context(home).home / REVIEWERS_FILE_NAME
+    try:
+        configured = load_settings().reviewers_file
+    except ConfigurationError as problem:
+        raise _fail(str(problem)) from None
+    return configured or _context(home).home / REVIEWERS_FILE_NAME
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,9 +149,12 @@ def serve_command(
 
 
 def _read_password(password_stdin: bool) -> str:
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env:
-        return from_env
+    try:
+        from_env = load_settings().reviewer_password
+    except ConfigurationError as problem:
+        raise _fail(str(problem)) from None
+    if from_env is not None:
+        return from_env.get_secret_value()
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     first: str = typer.prompt("Password", hide_input=True)
