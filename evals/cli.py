@@ -9,24 +9,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 
 #: Exit code for bad input: an unreadable dataset, a missing database, an unknown model.
 EXIT_BAD_INPUT = 2
 
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(Text(f"error: {message}", style="bold red"))
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _default_out(home: Path) -> Path:
@@ -75,15 +71,15 @@ def eval_command(
         context = Context().with_overrides(model=model)
         day = parse_business_date(as_of)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     paths = dataset or [DEMO_DATASET]
     try:
         datasets = [load_dataset(path) for path in paths]
     except DatasetError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
-        _fail("two datasets share a file name; results are keyed by it, rename one")
+        fail("two datasets share a file name; results are keyed by it, rename one")
     options = EvalOptions(db=db, as_of=day, model=context.model, k=k)
     total = sum(len(d.cases) for d in datasets) * k
     done = 0
@@ -97,7 +93,7 @@ def eval_command(
     try:
         run = run_eval(datasets, options, progress=progress)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     scored = score_run(run)
     files = write_report(scored, out or _default_out(context.home))
     summary = scored.summary
@@ -113,8 +109,9 @@ def eval_command(
     console = Console(highlight=False)
     for note in summary["notes"]:
         console.print(note)
+    # soft_wrap: a long path stays on one line, so it can be copied (or clicked).
     console.print(f"Results: {files.results}\nSummary: {files.summary_markdown}\n"
-                  f"Report:  {files.report_html}")
+                  f"Report:  {files.report_html}", soft_wrap=True)
 
 
 def _print_summary(summary: dict[str, object]) -> None:

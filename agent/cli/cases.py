@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,8 +17,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+# context_for and printable lived here first; other commands may still import them from here.
+from mediavault.agent.cli.errors import context_for as context_for
+from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.errors import printable as printable
 from mediavault.agent.cli.options import HomeOption
-from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from mediavault.agent.ops.review_desk import CaseFile
@@ -28,33 +30,6 @@ cases_app = typer.Typer(help="List and inspect cases: one per email, with its ou
                         no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {printable(message)}", style="bold red"))
-    raise typer.Exit(code)
-
-
-def context_for(home: Path | None, **overrides: object) -> Context:
-    """The settings for an operator command; a bad setting is one error line and exit 2."""
-    try:
-        return Context().with_overrides(home=home, **overrides)
-    except ConfigurationError as problem:
-        _fail(str(problem))
-
-
-def printable(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters shown as ``\\xNN`` (newlines kept when asked)."""
-    out = []
-    for char in text:
-        if keep_newlines and char in "\n\t":
-            out.append(char)
-        elif ord(char) < 32 or 127 <= ord(char) < 160 or char in "\u2028\u2029":
-            out.append(f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def _plain(text: str | None, *, style: str = "", keep_newlines: bool = False) -> Text:
@@ -206,21 +181,21 @@ def list_command(
     home: HomeOption = None,
 ) -> None:
     """List cases, oldest received first, with status, route, reason code and queue."""
-    from mediavault.agent.cli.metrics import parse_window
+    from mediavault.agent.ops.pilot_report import parse_window
     from mediavault.agent.ops.review_desk import case_store_if_any
     from mediavault.agent.stores.case_store import CASE_STATUSES, OPEN_STATUS
 
     context = context_for(home)
     allowed = (*CASE_STATUSES, OPEN_STATUS)
     if status is not None and status not in allowed:
-        _fail(f"--status {status!r} is not one of {', '.join(allowed)}")
+        fail(f"--status {status!r} is not one of {', '.join(allowed)}")
     try:
         start, end = parse_window(since, until)
     except ValueError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     store = case_store_if_any(context)
     if store is None:
-        _fail(f"no case store at {context.cases_path}; triage some email first")
+        fail(f"no case store at {context.cases_path}; triage some email first")
     cases = store.list_cases(status=status, since=start, until=end, limit=limit)
     if as_json:
         typer.echo(json.dumps([
@@ -263,7 +238,7 @@ def show_command(
     try:
         case = show_case(email_id, context)
     except CaseNotFound as problem:
-        _fail(str(problem))
+        fail(str(problem))
     if as_json:
         typer.echo(json.dumps(case.model_dump(mode="json"), indent=2))
     else:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
-import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.graph.context import ConfigurationError
 from mediavault.graph.settings import Settings, load_settings
 
 #: Optional password for the agent's login role; never passed on the command line, where it
 #: would land in shell history and process listings.
 AGENT_PASSWORD_VARIABLE = Settings.variable("pg_agent_password")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red")
-    )
-    raise typer.Exit(code)
 
 
 def init_postgres(
@@ -36,11 +28,11 @@ def init_postgres(
     )
 
     if "://" not in admin_dsn and "=" not in admin_dsn:
-        _fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
+        fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
     try:
         secret = load_settings().pg_agent_password
     except ConfigurationError as problem:
-        _fail(str(problem), 2)
+        fail(str(problem), 2)
     password = secret.get_secret_value() if secret is not None else None
     try:
         summary = init_postgres_database(
@@ -52,7 +44,7 @@ def init_postgres(
             replace=force,
         )
     except PostgresProvisioningError as error:
-        _fail(str(error), 1)
+        fail(str(error), 1)
     console = Console(highlight=False, soft_wrap=True)
     console.print(Text(f"Provisioned Postgres database {summary.database} from {summary.source}"))
     table = Table(show_edge=False)

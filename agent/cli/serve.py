@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import HomeOption
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.settings import Settings, load_settings
@@ -33,16 +34,11 @@ UsersFileOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _context(home: Path | None, db: str | None = None, model: str | None = None) -> Context:
     try:
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
 
 
 def _users_file(home: Path | None, users_file: Path | None) -> Path:
@@ -53,7 +49,7 @@ def _users_file(home: Path | None, users_file: Path | None) -> Path:
     try:
         configured = load_settings().reviewers_file
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     return configured or _context(home).home / REVIEWERS_FILE_NAME
 
 
@@ -107,17 +103,17 @@ def serve_command(
         from mediavault.agent.web.app import create_app
         from mediavault.agent.web.settings import ConsoleSettings
     except ImportError as problem:  # pragma: no cover - only without the web dependencies
-        raise _fail(
+        fail(
             f"the review console needs its web dependencies ({problem.name}); "
             "reinstall with `pip install -e .`"
-        ) from None
+        )
     try:
         settings = ConsoleSettings.from_env(context, host=host, user_header=user_header)
         names = ReviewerAccounts(settings.reviewers_path).names()
     except (ConfigurationError, AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if not names and not settings.user_header:
-        raise _fail(
+        fail(
             f"no reviewer accounts in {settings.reviewers_path}; create one with "
             "`mediavault reviewers add NAME`"
         )
@@ -152,7 +148,7 @@ def _read_password(password_stdin: bool) -> str:
     try:
         from_env = load_settings().reviewer_password
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if from_env is not None:
         return from_env.get_secret_value()
     if password_stdin:
@@ -160,7 +156,7 @@ def _read_password(password_stdin: bool) -> str:
     first: str = typer.prompt("Password", hide_input=True)
     second: str = typer.prompt("Repeat the password", hide_input=True)
     if first != second:
-        raise _fail("the passwords differ")
+        fail("the passwords differ")
     return first
 
 
@@ -189,7 +185,7 @@ def add_reviewer_command(
     try:
         created = add_reviewer(path, name, _read_password(password_stdin))
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     what = "created" if created else "password changed"
     typer.echo(f"reviewer {name}: {what} ({path})")
 
@@ -207,9 +203,9 @@ def remove_reviewer_command(
     try:
         removed = remove_reviewer(path, name)
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if not removed:
-        raise _fail(f"no reviewer {name!r} in {path}", code=1)
+        fail(f"no reviewer {name!r} in {path}", code=1)
     typer.echo(f"reviewer {name}: removed ({path})")
 
 
@@ -222,7 +218,7 @@ def list_reviewers_command(home: HomeOption = None, users_file: UsersFileOption 
     try:
         names = reviewer_names(path)
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     for name in names:
         typer.echo(name)
     if not names:

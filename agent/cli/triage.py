@@ -2,7 +2,8 @@
 
 Inboxes are CSV exports, ``.eml`` files, mbox files and Maildir folders (``agent.mail.mailboxes``).
 Every input problem is one line on stderr and one count in the summary; the emails that read
-cleanly are triaged, several at once with ``--concurrency`` (:mod:`agent.ops.batch`). Exit status:
+cleanly are triaged, several at once with ``--concurrency`` (:mod:`agent.ops.batch`). Reading
+and tallying live in :mod:`agent.ops.inbox_triage`; this module prints. Exit status:
 0 all went well, 1 some emails could not be read or triaged, 2 a bad invocation or path.
 """
 
@@ -11,10 +12,8 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,26 +27,26 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import AsOfOption, DbOption, HomeOption, ModelOption, ReviewOption
+from mediavault.agent.ops.inbox_triage import (
+    InboxTally,
+    check_services,
+    ensure_demo_database,
+    missing_paths,
+)
 from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from mediavault.agent.api import TriageResult
-    from mediavault.agent.mail.mailboxes import InboxItem, InboxProblem, ReadOptions
+    from mediavault.agent.mail.mailboxes import ReadOptions
 
 DEFAULT_INBOX = Path("examples/inbox.csv")
 #: Larger batches print the summary only; ``--json`` lists every outcome.
 MAX_OUTCOME_ROWS = 100
-#: Input flags worth a note on stderr: text was lost or replaced while reading.
-NOTED_FLAGS = ("non_utf8", "truncated")
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(Text.assemble(("error:", "red"), " ", _printable(message)), soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _printable(text: str) -> str:
@@ -61,89 +60,13 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model,
                                         today=as_of, review=review)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
-
-
-def ensure_demo_database(context: Context) -> bool:
-    """Build the demo database when the configured one is the (missing) demo file."""
-    if context.db is not None or context.db_path.exists():
-        return False
-    from mediavault.tools.business_db.demo_database import build_demo_database
-
-    context.home.mkdir(parents=True, exist_ok=True)
-    build_demo_database(context.db_path, as_of=context.today)
-    return True
-
-
-@dataclass
-class _Tally:
-    """What a triage command saw, for the progress line, the summary and ``--json``."""
-
-    items: dict[str, InboxItem] = field(default_factory=dict)
-    problems: list[InboxProblem] = field(default_factory=list)
-    results: list[TriageResult] = field(default_factory=list)
-    routes: Counter[str] = field(default_factory=Counter)
-
-    def add(self, result: TriageResult) -> None:
-        self.results.append(result)
-        if result.already_recorded:
-            self.routes["recorded earlier"] += 1
-        elif result.status == "failed":
-            self.routes["failed"] += 1
-        else:
-            self.routes[result.route or "no route"] += 1
-
-    def progress_text(self) -> str:
-        return " · ".join(f"{name} {n}" for name, n in sorted(self.routes.items())) or "starting"
-
-    def failure_counts(self) -> Counter[str]:
-        counts: Counter[str] = Counter(problem.kind for problem in self.problems)
-        failed = sum(1 for r in self.results if r.status == "failed" and not r.already_recorded)
-        if failed:
-            counts["triage_failed"] += failed
-        return counts
-
-    def status_counts(self) -> Counter[str]:
-        return Counter(r.status for r in self.results if not r.already_recorded)
-
-
-def _read(paths: list[Path], options: ReadOptions, tally: _Tally) -> list[Any]:
-    from mediavault.agent.mail.mailboxes import InboxItem, InboxPathError, read_inboxes
-
-    emails = []
-    try:
-        for item in read_inboxes(paths, options):
-            if isinstance(item, InboxItem):
-                tally.items[item.email.email_id] = item
-                emails.append(item.email)
-                noted = [flag for flag in item.email.input_flags if flag in NOTED_FLAGS]
-                if noted:
-                    _note("note", f"{item.source}: {', '.join(noted)}")
-            else:
-                tally.problems.append(item)
-                _note("skipped", item.line())
-    except InboxPathError as problem:
-        raise _fail(str(problem)) from None
-    return emails
+        fail(str(problem))
 
 
 def _note(label: str, text: str) -> None:
     style = "yellow" if label == "skipped" else "cyan"
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
-
-
-def _check_services(context: Context) -> None:
-    """Fail once, before any email is touched, when the model or database cannot work."""
-    from mediavault.agent.wiring import services_for
-    from mediavault.tools.business_db.sessions import BusinessDatabaseError
-
-    services = services_for(context)
-    try:
-        services.chat_model  # noqa: B018 - building it is the check
-        services.business_db  # noqa: B018
-    except (ConfigurationError, BusinessDatabaseError) as problem:
-        raise _fail(str(problem)) from None
 
 
 def triage_inbox(
@@ -157,15 +80,22 @@ def triage_inbox(
     as_json: bool = False,
 ) -> int:
     """Triage every email in the given inboxes, print the outcomes; returns the exit status."""
-    from mediavault.agent.mail.mailboxes import ReadOptions
+    from mediavault.agent.mail.mailboxes import InboxPathError, ReadOptions
     from mediavault.agent.ops.batch import run_triage_batch
+    from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
-    missing = [str(path) for path in paths if not path.exists()]
+    missing = missing_paths(paths)
     if missing:  # refused before anything is read or written
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
-    _check_services(context)
-    tally = _Tally()
-    emails = _read(paths, read_options or ReadOptions(), tally)
+        fail(f"no such file or folder: {', '.join(missing)}")
+    try:
+        check_services(context)
+    except (ConfigurationError, BusinessDatabaseError) as problem:
+        fail(str(problem))
+    tally = InboxTally()
+    try:
+        emails = tally.read(paths, read_options or ReadOptions(), _note)
+    except InboxPathError as problem:
+        fail(str(problem))
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]triage[/bold]"), BarColumn(), MofNCompleteColumn(),
@@ -189,56 +119,21 @@ def triage_inbox(
                                                  concurrency=concurrency, processes=processes,
                                                  on_result=on_result)
     except KeyboardInterrupt:
-        raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
-                    "again to continue where it stopped", 130) from None
+        fail(f"interrupted after {len(tally.results)} emails; run the same command "
+                    "again to continue where it stopped", 130)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     except Exception as problem:  # a broken audit log or store: stop with one clear line
-        raise _fail(f"triage stopped after {len(tally.results)} emails: "
-                    f"{type(problem).__name__}: {problem}", 1) from None
+        fail(f"triage stopped after {len(tally.results)} emails: "
+                    f"{type(problem).__name__}: {problem}", 1)
     elapsed = time.perf_counter() - started
     not_reached = len(emails) - len(tally.results)
     if as_json:
-        typer.echo(json.dumps(_as_json(tally, elapsed, not_reached), indent=2))
+        typer.echo(json.dumps(tally.as_dict(elapsed, not_reached), indent=2))
     else:
         _print_outcomes(tally)
         _print_summary(tally, elapsed, not_reached)
-    failed = tally.failure_counts()
-    return 1 if failed or any(r.status == "failed" for r in tally.results) else 0
-
-
-def _as_json(tally: _Tally, elapsed: float, not_reached: int) -> dict[str, Any]:
-    emails = []
-    for result in tally.results:
-        item = tally.items.get(result.email_id)
-        emails.append({
-            "email_id": result.email_id,
-            "source": item.source if item else None,
-            "subject": item.email.subject if item else None,
-            "sender_verified": item.email.sender_verified if item else None,
-            "input_flags": list(item.email.input_flags) if item else [],
-            "status": result.status,
-            "route": result.route,
-            "reason_code": result.reason_code,
-            "queue": result.queue,
-            "gate_denials": result.gate_denials,
-            "already_recorded": result.already_recorded,
-            "error": result.error,
-        })
-    return {
-        "emails": emails,
-        "failures": [{"source": p.source, "kind": p.kind, "message": p.message}
-                     for p in tally.problems],
-        "summary": {
-            "read": len(tally.items),
-            "triaged": sum(1 for r in tally.results if not r.already_recorded),
-            "already_recorded": sum(1 for r in tally.results if r.already_recorded),
-            "not_reached": not_reached,
-            "statuses": dict(sorted(tally.status_counts().items())),
-            "failures": dict(sorted(tally.failure_counts().items())),
-            "elapsed_seconds": round(elapsed, 3),
-        },
-    }
+    return tally.exit_status()
 
 
 def _shown_status(result: TriageResult) -> str:
@@ -251,7 +146,7 @@ def _shown_status(result: TriageResult) -> str:
     return shown + (" (recorded earlier)" if result.already_recorded else "")
 
 
-def _print_outcomes(tally: _Tally) -> None:
+def _print_outcomes(tally: InboxTally) -> None:
     if not tally.results:
         return
     if len(tally.results) > MAX_OUTCOME_ROWS:
@@ -270,7 +165,7 @@ def _print_outcomes(tally: _Tally) -> None:
     console.print(table)
 
 
-def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
+def _print_summary(tally: InboxTally, elapsed: float, not_reached: int) -> None:
     from mediavault.agent.mail.mailboxes import FAILURE_KINDS
 
     statuses = tally.status_counts()
@@ -371,7 +266,7 @@ def triage_command(
 
     context = _context(home, db, model, as_of, review)
     if context.db is None and not context.db_path.exists():
-        raise _fail(f"no business database at {context.db_path}; run `mediavault db init`")
+        fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
                           authserv_ids=tuple(authserv_id or ()))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
