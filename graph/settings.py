@@ -4,6 +4,8 @@
 settings tables are tested against it (tests/unit/test_public_api.py). Nothing else in the
 project reads ``os.environ`` for its configuration: the runtime :class:`~.context.Context`, the
 model factory, the audit log, the review console and the CLI all ask :func:`load_settings`.
+(``VISUAL``/``EDITOR``, the editor ``mediavault review edit`` opens, are the terminal's own and
+read by click.)
 
 A bad value is refused with a :class:`~.context.ConfigurationError` naming the variable (and,
 unless it is a secret, the value): a typo never turns into a silently weaker setting.
