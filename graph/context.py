@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mediavault.graph.settings import Settings
 
 DEFAULT_HOME = ".mediavault"
 DEMO_DB_NAME = "sakila_demo.sqlite"
@@ -126,7 +129,7 @@ class Context:
         return self.home / "outbox"
 
     @classmethod
-    def from_settings(cls, settings: Any, **fields: Any) -> Context:
+    def from_settings(cls, settings: Settings, **fields: Any) -> Context:
         """A context from a :class:`~.settings.Settings` object, with ``fields`` on top."""
         declared = {name: getattr(settings, name)
                     for name in ("home", "db", "state_db", "model", "today", "review")}
