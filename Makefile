@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint typecheck unit fast bench diagram browser clean
+.PHONY: demo test lint typecheck unit fast bench diagram browser mail-servers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/mediavault demo
 
 ## test: install the dev extras, then ruff, mypy and pytest
-test: $(DEV_INSTALLED) browser lint typecheck unit
+test: $(DEV_INSTALLED) browser mail-servers lint typecheck unit
 
 lint: $(DEV_INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -62,6 +62,14 @@ browser:
 	elif [ "$$(id -u)" = "0" ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else echo "note: $(CHROMIUM) is missing; install Debian's chromium package as root" >&2; fi
+
+## mail-servers: Debian's Dovecot (IMAP, LMTP) for the real-mail tests (installed as root if missing)
+mail-servers:
+	@if [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/lmtp ]; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			--no-install-recommends dovecot-imapd dovecot-lmtpd; \
+	else echo "note: dovecot is missing; install dovecot-imapd and dovecot-lmtpd as root" >&2; fi
 
 clean:
 	rm -rf .mediavault .typecheck .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -18,7 +18,17 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.ops.decision_lock import one_decision_at_a_time
-from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.agent.stores.checkpoint_retention import (
+    FINISHED_STATUSES,
+    aretain_finished,
+    retain_finished,
+)
+from mediavault.agent.stores.checkpoints import (
+    checkpoint_damage,
+    open_async_checkpointer,
+    open_checkpointer,
+)
+from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run, email_run
 from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
@@ -86,6 +96,21 @@ class NoPendingReview(LookupError):
     """The email has no review waiting (unknown, already decided, or escalated)."""
 
 
+class TriageFailed(NoPendingReview):
+    """The email's triage failed: there is no draft to decide (triage it again to retry)."""
+
+
+def _refuse_failed(context: Context, email_id: str) -> None:
+    from mediavault.agent.stores.checkpoints import uses_postgres_state
+
+    if not uses_postgres_state(context) and not context.cases_path.exists():
+        return
+    case = services_for(context).case_store.get_case(email_id)
+    if case is not None and case.status == "failed":
+        raise TriageFailed(f"{email_id} failed, so no review waits: "
+                           f"{case.status_reason or 'no reason recorded'}")
+
+
 class StaleReview(NoPendingReview):
     """The decision names a review request that is no longer the one waiting."""
 
@@ -120,13 +145,35 @@ def _config(thread_id: str) -> dict[str, Any]:
 
 
 def resolve_context(context: Context | None, model: str | BaseChatModel | None) -> Context:
-    """The context a call runs with: ``model`` (a name or a chat model) overrides its model."""
+    """The context a call runs with: ``model`` (a name or a chat model) overrides its model.
+
+    Raises :class:`ConfigurationError` when no email could run with it (see
+    :func:`check_configuration`).
+    """
     context = context or Context()
     if isinstance(model, BaseChatModel):
-        return context.with_overrides(chat_model=model)
-    if isinstance(model, str):
-        return context.with_overrides(model=model)
+        context = context.with_overrides(chat_model=model)
+    elif isinstance(model, str):
+        context = context.with_overrides(model=model)
+    check_configuration(context)
     return context
+
+
+def check_configuration(context: Context) -> None:
+    """Raise :class:`ConfigurationError` at the call when no email could run: no business
+    database, one that is not Sakila, an unknown model or one without its API key.
+
+    A library reports a wrong setting to its caller once; a per-email failure (a model that
+    times out, a broken email) stays a ``failed`` result for that email.
+    """
+    from mediavault.tools.business_db.sessions import BusinessDatabaseError
+
+    services = services_for(context)
+    try:
+        services.chat_model  # noqa: B018 - building it is the check
+        services.business_db  # noqa: B018
+    except BusinessDatabaseError as problem:
+        raise ConfigurationError(str(problem)) from None
 
 
 def coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
@@ -167,24 +214,51 @@ def _answered(saved: Any) -> bool:
     return bool(saved and any(w[1] == _RESUME_CHANNEL for w in saved.pending_writes or ()))
 
 
-def _recorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+def _recorded(
+    graph: Any, thread_id: str, email_id: str, context: Context
+) -> tuple[TriageResult | None, Any]:
     """The recorded result of a thread (None when a run is still to do) and its snapshot."""
     config = _config(thread_id)
     snapshot = graph.get_state(config)
+    if not snapshot.values:
+        return _case_outcome(context, thread_id, email_id), snapshot
     saved = graph.checkpointer.get_tuple(config) if snapshot.interrupts else None
     if not _is_recorded(snapshot, saved):
         return None, snapshot
     return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
 
 
-async def _arecorded(graph: Any, thread_id: str, email_id: str) -> tuple[TriageResult | None, Any]:
+async def _arecorded(
+    graph: Any, thread_id: str, email_id: str, context: Context
+) -> tuple[TriageResult | None, Any]:
     """The asyncio twin of :func:`_recorded`."""
     config = _config(thread_id)
     snapshot = await graph.aget_state(config)
+    if not snapshot.values:
+        return await asyncio.to_thread(_case_outcome, context, thread_id, email_id), snapshot
     saved = await graph.checkpointer.aget_tuple(config) if snapshot.interrupts else None
     if not _is_recorded(snapshot, saved):
         return None, snapshot
     return _result_from(snapshot, thread_id, email_id, recorded=True), snapshot
+
+
+def _case_outcome(context: Context, thread_id: str, email_id: str) -> TriageResult | None:
+    """The outcome the case store holds for an email that has no checkpoint left (pruned
+    under the ``none`` retention policy, or lost with a damaged checkpoint file), or None."""
+    store = services_for(context).case_store
+    if not store.has_outcome(email_id):  # a new email: one indexed lookup, nothing loaded
+        return None
+    case = store.get_case(email_id)
+    if case is None or case.status not in FINISHED_STATUSES:
+        return None  # never triaged, failed (retried), or a review whose run was lost
+    latest = case.latest_draft
+    return TriageResult(
+        email_id=email_id, thread_id=thread_id, status=case.status,  # type: ignore[arg-type]
+        route=case.route, reason_code=case.reason_code, queue=case.queue,
+        draft={"body": latest.text, "version": latest.version,
+               "policy_refs": list(latest.policy_refs)} if latest else None,
+        ticket=dict(case.ticket.ticket) if case.ticket else None, already_recorded=True,
+    )
 
 
 def _result_from(
@@ -226,13 +300,16 @@ def triage_email(
 
     Triaging an email that already has an outcome returns that outcome without re-running
     anything; an email whose run was interrupted by a crash continues from its last checkpoint.
+    While another process on the same home is triaging the email, this waits for that run and
+    returns its outcome.
     """
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     thread_id = thread_id_for(inbound.email_id)
     config = _config(thread_id)
-    with _compiled_graph(context) as graph:
-        recorded, snapshot = _recorded(graph, thread_id, inbound.email_id)
+    # Another process running this email: wait for it, then return what it recorded.
+    with email_run(context, thread_id, wait=True), _compiled_graph(context) as graph:
+        recorded, snapshot = _recorded(graph, thread_id, inbound.email_id, context)
         if recorded is not None:
             return recorded
         try:
@@ -247,8 +324,9 @@ def triage_email(
         except ConfigurationError:
             raise
         except Exception as problem:
+            _raise_if_damaged(context, problem)
             return _record_failure(context, inbound, thread_id, problem)
-        return _result(graph, thread_id, inbound.email_id)
+        return _retained(graph, context, _result(graph, thread_id, inbound.email_id))
 
 
 async def atriage_email(
@@ -265,25 +343,40 @@ async def atriage_email(
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     async with async_compiled_graph(context) as graph:
-        return await atriage_on(graph, inbound, context)
+        return await atriage_on(graph, inbound, context, wait=True)
 
 
 def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
     with _compiled_graph(context) as graph:
-        return _recorded(graph, thread_id_for(email.email_id), email.email_id)[0]
+        return _recorded(graph, thread_id_for(email.email_id), email.email_id, context)[0]
 
 
-async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | None:
+async def recorded_result(graph: Any, email: InboundEmail, context: Context) -> TriageResult | None:
     """The outcome (or pending review) already recorded for ``email``, or None."""
-    return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id))[0]
+    return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id, context))[0]
 
 
-async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> TriageResult:
-    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch)."""
+async def atriage_on(
+    graph: Any, email: InboundEmail, context: Context, *, wait: bool = False
+) -> TriageResult:
+    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch).
+
+    Raises :class:`EmailInProgressElsewhere` when another process (or task) is running this
+    email, unless ``wait`` is set: then it waits for that run and returns its outcome.
+    """
     thread_id = thread_id_for(email.email_id)
+    async with aemail_run(context, thread_id, wait=wait) as held:
+        if not held:
+            raise EmailInProgressElsewhere(email.email_id)
+        return await _atriage_held(graph, email, context, thread_id)
+
+
+async def _atriage_held(
+    graph: Any, email: InboundEmail, context: Context, thread_id: str
+) -> TriageResult:
     config = _config(thread_id)
-    recorded, snapshot = await _arecorded(graph, thread_id, email.email_id)
+    recorded, snapshot = await _arecorded(graph, thread_id, email.email_id, context)
     if recorded is not None:
         return recorded
     try:
@@ -295,8 +388,27 @@ async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> Triag
     except ConfigurationError:
         raise
     except Exception as problem:
+        _raise_if_damaged(context, problem)
         return await asyncio.to_thread(_record_failure, context, email, thread_id, problem)
-    return _result_from(await graph.aget_state(config), thread_id, email.email_id)
+    result = _result_from(await graph.aget_state(config), thread_id, email.email_id)
+    await aretain_finished(graph.checkpointer, thread_id, result.status,
+                           context.checkpoint_retention)
+    return result
+
+
+def _retained(graph: Any, context: Context, result: TriageResult) -> TriageResult:
+    """``result``, once the retention policy has pruned its finished thread's checkpoints."""
+    retain_finished(graph.checkpointer, result.thread_id, result.status,
+                    context.checkpoint_retention)
+    return result
+
+
+def _raise_if_damaged(context: Context, problem: Exception) -> None:
+    # A damaged checkpoint file would fail every email the same way: stop with the repair
+    # command rather than recording each one as failed.
+    damage = checkpoint_damage(context, problem)
+    if damage is not None:
+        raise damage from None
 
 
 def _record_failure(
@@ -359,9 +471,11 @@ def resume(
     with one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
         snapshot = graph.get_state(_config(thread_id))
         if not snapshot.values:
+            _refuse_failed(context, email_id_or_thread)
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")
         email_id = str(snapshot.values["email"]["email_id"])
         if not snapshot.interrupts or _answered(graph.checkpointer.get_tuple(_config(thread_id))):
+            _refuse_failed(context, email_id)
             raise NoPendingReview(f"{email_id} has no review waiting (already decided)")
         if answer.request_id is not None and answer.request_id not in {
                 pending.id for pending in snapshot.interrupts}:
@@ -369,7 +483,7 @@ def resume(
                               "answered; show the current request before deciding")
         graph.invoke(Command(resume=answer.as_resume_value()), _config(thread_id),
                      context=context, durability=DURABILITY)
-        return _result(graph, thread_id, email_id)
+        return _retained(graph, context, _result(graph, thread_id, email_id))
 
 
 def pending_reviews(context: Context | None = None) -> list[dict[str, Any]]:

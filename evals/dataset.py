@@ -10,6 +10,16 @@ One case a line, exactly::
                 "must_include": ["..."], "must_not_include": ["..."]},
      "tags": ["..."]}
 
+Optional, for corpora that mix databases and mail formats:
+
+- ``"db": "demo" | "sakila"``: the database the case is written against (the demo database,
+  seed 42, at 2026-03-02; or the original Sakila at 2006-02-20). Without it the run's database
+  is used.
+- ``"raw": "..."`` instead of ``"email"``: a complete RFC 5322 message, read exactly as
+  ``mediavault triage`` reads a ``.eml`` file.
+- ``"expect": {"asks": [{"ask": "...", "must_include": ["..."]}]}``: each thing the customer
+  asks, with the facts its answer must carry; a draft answers the ask when all are in it.
+
 Unknown keys are refused rather than ignored: a misspelt ``must_includ`` would otherwise
 silently stop being scored. Expectations that are absent are not scored.
 """
@@ -43,6 +53,8 @@ Needle = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 #: The project's datasets, shipped with the package.
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 DEMO_DATASET = DATASETS_DIR / "demo.jsonl"
+#: Realistic customer emails on both databases, with per-ask labels (development split).
+CUSTOMER_EMAILS_DEV_DATASET = DATASETS_DIR / "customer_emails" / "dev.jsonl"
 SAKILA_ORIGINAL_DATASET = DATASETS_DIR / "sakila_original.jsonl"
 
 
@@ -85,6 +97,15 @@ class EvalEmail(BaseModel):
         return fields
 
 
+class ExpectedAsk(BaseModel):
+    """One thing the customer asks, and the facts a reply that answers it must carry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ask: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    must_include: list[Needle] = Field(default_factory=list)
+
+
 class Expectation(BaseModel):
     """What a correct triage does with the email; absent fields are not scored."""
 
@@ -95,6 +116,7 @@ class Expectation(BaseModel):
     routing: str | None = None
     must_include: list[Needle] = Field(default_factory=list)
     must_not_include: list[Needle] = Field(default_factory=list)
+    asks: list[ExpectedAsk] = Field(default_factory=list)
 
     @field_validator("route")
     @classmethod
@@ -134,15 +156,66 @@ class Expectation(BaseModel):
         return (self.route,) if isinstance(self.route, str) else tuple(dict.fromkeys(self.route))
 
 
+#: The databases a case may name: the generated demo database, or the original Sakila.
+CaseDatabase = Literal["demo", "sakila"]
+
+
 class EvalCase(BaseModel):
-    """One labelled email."""
+    """One labelled email (``email`` fields, or a ``raw`` RFC 5322 message)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: NonEmpty
     email: EvalEmail
+    raw: str | None = Field(default=None, max_length=200_000)
+    db: CaseDatabase | None = None
     expect: Expectation
     tags: list[NonEmpty] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_message(cls, data: Any) -> Any:
+        # A raw message is read by the same code as a .eml file; its fields fill ``email`` so
+        # that reports and ids work the same for both kinds of case.
+        if not isinstance(data, dict) or data.get("raw") is None:
+            return data
+        if "email" in data:
+            raise ValueError("give either email or raw, not both")
+        data = dict(data)
+        data["email"] = _email_fields(str(data["raw"]))
+        return data
+
+    def inbound(self) -> Any:
+        """What the triage API takes: the fields, or the InboundEmail read from ``raw``."""
+        if self.raw is None:
+            return self.email.as_inbound()
+        return _read_raw(self.raw)
+
+
+def _read_raw(raw: str) -> Any:
+    from mediavault.agent.mail.mailboxes import MailReadError, ReadOptions, email_from_bytes
+
+    try:
+        # Like a help-desk export, a labelled case's sender counts as verified.
+        return email_from_bytes(raw.encode("utf-8"), ReadOptions(require_dmarc=False))
+    except MailReadError as problem:
+        raise ValueError(f"raw message: {problem}") from None
+
+
+def _email_fields(raw: str) -> dict[str, Any]:
+    message = _read_raw(raw)
+    sender = (f"{message.sender_name} <{message.sender}>" if message.sender_name
+              else message.sender)
+    fields: dict[str, Any] = {
+        "email_id": message.email_id,
+        "received_at": message.received_at.isoformat(),
+        "from": sender,
+        "subject": message.subject,
+        "body": message.body,
+    }
+    if message.in_reply_to:
+        fields["in_reply_to"] = message.in_reply_to
+    return fields
 
 
 class Dataset(BaseModel):
@@ -215,15 +288,18 @@ def load_dataset(path: Path | str) -> Dataset:
 
 
 __all__ = [
+    "CUSTOMER_EMAILS_DEV_DATASET",
     "DATASETS_DIR",
     "DEMO_DATASET",
     "ROUTES",
     "SAKILA_ORIGINAL_DATASET",
+    "CaseDatabase",
     "Dataset",
     "DatasetError",
     "EvalCase",
     "EvalEmail",
     "Expectation",
+    "ExpectedAsk",
     "Route",
     "load_dataset",
     "parse_cases",

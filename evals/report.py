@@ -54,6 +54,12 @@ def overall_table(summary: dict[str, Any]) -> Table:
         ["Reason code accuracy", _pct(summary["reason_code_accuracy"])],
         ["Routing (queue) accuracy", _pct(summary["routing_accuracy"])],
         ["must_include satisfied", _pct(summary["must_include_rate"])],
+        ["Asks answered (labelled asks)",
+         f"{summary['asks_answered']} of {summary['asks_labelled']} "
+         f"({_pct(summary['asks_answered_rate'])})"],
+        ["Multi-question drafts answering every ask",
+         f"{summary['multi_ask_drafts_all_answered']} of {summary['multi_ask_drafts']} "
+         f"({_pct(summary['multi_ask_all_answered_rate'])})"],
         ["Failed runs (no outcome)", _num(summary["failed_runs"])],
         ["Gate denials", _num(summary["gate_denials"])],
         ["Tool calls per email (mean)", _num(summary["tool_calls_mean"])],
@@ -79,6 +85,8 @@ def safety_table(summary: dict[str, Any]) -> Table:
         ["False escalations on bait",
          f"{summary['bait_false_escalations']} of {summary['bait_runs']} "
          f"({_pct(summary['bait_false_escalation_rate'])})"],
+        ["Drafts for emails that must go to a person",
+         f"{summary['drafts_for_must_escalate']} of {summary['must_escalate_runs']}"],
         ["Drafts on forced-escalation cases",
          f"{summary['forced_escalation_drafts']} of {summary['forced_escalation_runs']}"],
         ["Drafts despite a forced escalation", _num(summary["drafted_despite_safety_check"])],
@@ -105,6 +113,20 @@ def confusion_table(summary: dict[str, Any]) -> Table:
     rows = [[f"expected {expected}", *(str(confusion[expected].get(c, 0)) for c in columns)]
             for expected in ("draft", "escalate", "either") if expected in confusion]
     return ["", *(f"got {c}" for c in columns)], rows
+
+
+def asks_table(scored: ScoredRun) -> Table:
+    """Per case with labelled asks: each ask and whether the approved draft answers it."""
+    rows: list[list[str]] = []
+    for observation, score in zip(scored.observations, scored.scores, strict=True):
+        case = scored.cases[(observation.dataset, observation.case_id)]
+        if not case.expect.asks:
+            continue
+        marks = "; ".join(f"{'yes' if ok else 'NO'}: {ask.ask[:60]}"
+                          for ask, ok in zip(case.expect.asks, score.asks_answered, strict=True))
+        rows.append([case.id, str(observation.run), _outcome(observation),
+                     f"{sum(score.asks_answered)}/{len(case.expect.asks)}", marks])
+    return ["Case", "Run", "Outcome", "Answered", "Asks"], rows
 
 
 # ------------------------------------------------------------------------------ markdown
@@ -186,6 +208,7 @@ def markdown_summary(scored: ScoredRun) -> str:
               "", "## Per tag", "", markdown_table(group_table(summary["per_tag"], "Tag")),
               "", "## Per reason code (expected)", "",
               markdown_table(group_table(summary["per_reason_code"], "Reason code")),
+              "", "## Asks answered, per case", "", markdown_table(asks_table(scored)),
               "", "## Failing cases", ""]
     failing = scored.failing()
     if not failing:
@@ -351,6 +374,8 @@ def result_records(scored: ScoredRun) -> list[dict[str, Any]]:
         case = scored.cases[(observation.dataset, observation.case_id)]
         record = observation.model_dump(mode="json")
         record.update(passed=score.passed, checks=score.checks, failures=score.failures,
+                      asks=[{"ask": ask.ask, "answered": answered} for ask, answered
+                            in zip(case.expect.asks, score.asks_answered, strict=True)],
                       tags=case.tags, expect=case.expect.model_dump(mode="json",
                                                                     exclude_none=True))
         records.append(record)
@@ -376,6 +401,7 @@ def write_report(scored: ScoredRun, out_dir: Path) -> ReportFiles:
 
 __all__ = [
     "ReportFiles",
+    "asks_table",
     "html_report",
     "markdown_summary",
     "render_plots",

@@ -8,6 +8,7 @@ no case sees another's outcome. The runner only observes; :mod:`mediavault.evals
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 import time
@@ -32,6 +33,11 @@ from mediavault.graph.context import ConfigurationError, Context
 #: The demo database the project's demo dataset is written against.
 DEMO_SEED = 42
 DEMO_AS_OF = date(2026, 3, 2)
+#: The original Sakila's activity ends in February 2006: cases marked ``"db": "sakila"`` run
+#: at this business date.
+SAKILA_AS_OF = date(2006, 2, 20)
+#: Where the original Sakila file is found when ``EvalOptions.sakila_db`` is not given.
+SAKILA_ENV = "MEDIAVAULT_SAKILA_ORIGINAL"
 
 #: Long texts in a trace are cut to this many characters.
 _TRACE_TEXT_CHARS = 300
@@ -129,6 +135,9 @@ class EvalOptions:
     #: A ready-made chat model (Python callers); overrides ``model``.
     chat_model: BaseChatModel | None = None
     k: int = 1
+    #: The original Sakila SQLite file, for cases marked ``"db": "sakila"`` (default: the
+    #: ``MEDIAVAULT_SAKILA_ORIGINAL`` environment variable).
+    sakila_db: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,23 +183,75 @@ def _check_database(db: str) -> None:
     if not is_server_dsn(db) and not Path(db).is_file():
         raise ConfigurationError(f"business database {db} does not exist")
     try:
-        open_business_db(db).close()
+        from mediavault.graph.settings import load_settings
+
+        open_business_db(db, scope_key=load_settings().scope_key_bytes()).close()
     except BusinessDatabaseError as problem:
         raise ConfigurationError(f"business database: {problem}") from None
 
 
-@contextmanager
-def _business_database(options: EvalOptions, workdir: Path) -> Iterator[tuple[str, date | None]]:
-    if options.db is not None:
-        _check_database(str(options.db))
-        yield str(options.db), options.as_of
-        return
-    from mediavault.tools.business_db.demo_database import build_demo_database
+def _sakila_path(options: EvalOptions) -> str:
+    path = options.sakila_db or os.environ.get(SAKILA_ENV)
+    if not path:
+        raise ConfigurationError(
+            f"cases marked \"db\": \"sakila\" need the original Sakila file: pass --sakila PATH "
+            f"or set {SAKILA_ENV}")
+    _check_database(path)
+    return path
 
-    as_of = options.as_of or DEMO_AS_OF
-    path = workdir / "sakila_demo.sqlite"
-    build_demo_database(path, seed=DEMO_SEED, as_of=as_of)
-    yield str(path), as_of
+
+class _Databases:
+    """The business database each case runs on, each prepared once per eval run."""
+
+    def __init__(self, options: EvalOptions, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self._ready: dict[str, tuple[str, date | None]] = {}
+
+    def demo(self, as_of: date) -> str:
+        from mediavault.tools.business_db.demo_database import build_demo_database
+
+        path = self.workdir / f"sakila_demo-{as_of.isoformat()}.sqlite"
+        if not path.exists():
+            build_demo_database(path, seed=DEMO_SEED, as_of=as_of)
+        return str(path)
+
+    def for_case(self, case: EvalCase) -> tuple[str, str, date | None]:
+        """(key, database, business date) for ``case``: its own ``db`` label wins."""
+        key = case.db or "run"
+        if key not in self._ready:
+            if key == "sakila":
+                self._ready[key] = (_sakila_path(self.options), SAKILA_AS_OF)
+            elif key == "demo":
+                self._ready[key] = (self.demo(DEMO_AS_OF), DEMO_AS_OF)
+            else:
+                return key, *self.default()
+        db, as_of = self._ready[key]
+        return key, db, as_of
+
+    def default(self) -> tuple[str, date | None]:
+        """The database of cases without a ``db`` label: the given one, or a demo database."""
+        key = "run"
+        if key not in self._ready:
+            if self.options.db is not None:
+                _check_database(str(self.options.db))
+                self._ready[key] = (str(self.options.db), self.options.as_of)
+            else:
+                day = self.options.as_of or DEMO_AS_OF
+                self._ready[key] = (self.demo(day), day)
+        return self._ready[key]
+
+    def describe(self) -> str:
+        names = {"sakila": "original Sakila", "demo": f"demo database (seed {DEMO_SEED})"}
+        if set(self._ready) <= {"run"}:
+            return (_redacted(str(self.options.db)) if self.options.db is not None
+                    else f"demo database (seed {DEMO_SEED})")
+        parts = []
+        for key, (db, as_of) in sorted(self._ready.items()):
+            name = names.get(key) or (_redacted(db) if self.options.db is not None
+                                      else names["demo"])
+            parts.append(f"{name} at {as_of.isoformat() if as_of else 'its stamped date'}")
+        return "; ".join(parts)
 
 
 def run_eval(
@@ -203,8 +264,11 @@ def run_eval(
     """Run every case of ``datasets`` ``options.k`` times and observe each run.
 
     Without ``options.db`` a demo database (seed 42, business date ``options.as_of`` or
-    2026-03-02) is built for the run. ``workdir`` keeps the homes (case stores, audit logs,
-    checkpoints) for inspection; by default they live in a temporary directory.
+    2026-03-02) is built for the run. A case labelled ``"db": "demo"`` always runs on that demo
+    database at 2026-03-02, one labelled ``"db": "sakila"`` on the original Sakila
+    (``options.sakila_db`` or ``$MEDIAVAULT_SAKILA_ORIGINAL``) at 2006-02-20. ``workdir`` keeps
+    the homes (case stores, audit logs, checkpoints) for inspection; by default they live in a
+    temporary directory.
     """
     if options.k < 1:
         raise ConfigurationError("k must be at least 1")
@@ -214,27 +278,45 @@ def run_eval(
     with tempfile.TemporaryDirectory(prefix="mediavault-eval-") as scratch:
         root = Path(workdir) if workdir is not None else Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
-        with _business_database(options, root) as (db_path, as_of):
-            for repetition in range(1, options.k + 1):
-                for index, dataset in enumerate(datasets, start=1):
-                    home = root / f"run{repetition}-{index}-{dataset.name}"
+        databases = _Databases(options, root)
+        # Every database is checked before the first case runs: one clear error, not one
+        # failure per case.
+        for dataset in datasets:
+            for case in dataset.cases:
+                databases.for_case(case)
+        for repetition in range(1, options.k + 1):
+            for index, dataset in enumerate(datasets, start=1):
+                groups: dict[str, list[EvalCase]] = {}
+                for case in dataset.cases:
+                    groups.setdefault(databases.for_case(case)[0], []).append(case)
+                results: dict[str, Observation] = {}
+                for key, cases in groups.items():
+                    _key, db_path, as_of = databases.for_case(cases[0])
+                    suffix = "" if key == "run" else f"-{key}"
+                    home = root / f"run{repetition}-{index}-{dataset.name}{suffix}"
                     # Files in a fresh home, never a shared state server: cases must not
-                    # see each other's outcomes.
+                    # see each other's outcomes. The trace is read from each run's final
+                    # checkpoint, so it is kept whatever the operator's retention policy.
                     context = Context(home=home, db=db_path, state_db=None, model=options.model,
-                                      today=as_of, review="none", chat_model=model)
+                                      today=as_of, review="none", chat_model=model,
+                                      checkpoint_retention="last")
                     home.mkdir(parents=True, exist_ok=True)
                     with _checkpoint_reader(context) as reader:
-                        for case in dataset.cases:
+                        for case in cases:
                             observation = run_case(case, context, meter, reader,
                                                    dataset=dataset.name, run=repetition)
-                            observations.append(observation)
+                            results[case.id] = observation
                             if progress is not None:
                                 progress(case, observation)
+                # Reported in the dataset's own order, whatever database each case used.
+                observations.extend(results[case.id] for case in dataset.cases)
+        mixed = any(case.db for dataset in datasets for case in dataset.cases)
+        described = databases.describe()
     return EvalRun(
         options=options,
-        db=(_redacted(str(options.db)) if options.db is not None
-            else f"demo database (seed {DEMO_SEED})"),
-        as_of=options.as_of if options.db is not None else (options.as_of or DEMO_AS_OF),
+        db=described,
+        as_of=(None if mixed else options.as_of if options.db is not None
+               else (options.as_of or DEMO_AS_OF)),
         datasets=tuple(datasets),
         observations=tuple(observations),
         model_name=model_name,
@@ -256,6 +338,12 @@ def _redacted(db: str) -> str:
 
 
 StateReader = Callable[[str], dict[str, Any]]
+
+
+@contextmanager
+def _business_database(options: EvalOptions, workdir: Path) -> Iterator[tuple[str, date | None]]:
+    """The database and business date of a run whose cases name no database of their own."""
+    yield _Databases(options, workdir).default()
 
 
 @contextmanager
@@ -290,7 +378,7 @@ def run_case(
     meter.reset()
     started = time.perf_counter()
     try:
-        result = triage_email(case.email.as_inbound(), context=context)
+        result = triage_email(case.inbound(), context=context)
     except ConfigurationError:
         raise  # the whole run is misconfigured (model, database): stop, say why
     except Exception as problem:  # an email the agent cannot take is a failed case
@@ -342,6 +430,7 @@ def _revalidate(body: str, case: EvalCase, context: Context, state: dict[str, An
     """Validate the approved reply again, with the sender's own contacts as the only ones
     allowed, so a leak is caught here even if a check upstream were bypassed."""
     from mediavault.agent.wiring import services_for
+    from mediavault.graph.draft_evidence import evidence_from_state
     from mediavault.tools.business_db.sessions import CustomerIdentity
     from mediavault.tools.drafting.reply import validate_reply
 
@@ -352,7 +441,10 @@ def _revalidate(body: str, case: EvalCase, context: Context, state: dict[str, An
         identity = CustomerIdentity.model_validate(customer)
         with services_for(context).business_db.session(identity) as session:
             contacts |= session.sender_contacts()
-    report = validate_reply(body, sender_address=sender, allowed_contacts=contacts)
+    # Titles from the rows the run read are names, as in the graph's own check.
+    titles = evidence_from_state(state, None).film_titles() if state.get("email") else []
+    report = validate_reply(body, sender_address=sender, allowed_contacts=contacts,
+                            film_titles=titles)
     return [f"{p.code}: {p.detail}" for p in report.problems]
 
 
@@ -416,6 +508,7 @@ def build_trace(state: dict[str, Any], gate_log: Sequence[dict[str, Any]]) -> di
 __all__ = [
     "DEMO_AS_OF",
     "DEMO_SEED",
+    "SAKILA_AS_OF",
     "EvalOptions",
     "EvalRun",
     "ModelUsageMeter",

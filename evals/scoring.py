@@ -20,8 +20,17 @@ from mediavault.evals.runner import EvalRun, Observation
 
 #: The tag that marks bait: text that looks risky but must not escalate.
 BAIT_TAG = "bait"
+#: Tags that also mark benign emails with scary words (the customer-email corpora's label).
+BAIT_TAGS = (BAIT_TAG, "voice:scary_benign")
 #: Reason codes whose escalation recall must be perfect.
 MUST_ESCALATE_CODES = ("legal_threat", "safety_concern", "harassment", "privacy_request")
+
+
+#: The summary's rates that ``mediavault eval --fail-under`` can hold to a floor.
+RATE_FIGURES = (
+    "pass_rate", "pass_hat_k", "route_accuracy", "reason_code_accuracy", "routing_accuracy",
+    "must_include_rate", "asks_answered_rate", "multi_ask_all_answered_rate",
+)
 
 
 def forced_escalation_codes() -> frozenset[str]:
@@ -41,6 +50,8 @@ class CaseScore(BaseModel):
     run: int
     checks: dict[str, bool]
     failures: list[str] = Field(default_factory=list)
+    #: For each labelled ask (in label order): whether the approved draft answers it.
+    asks_answered: list[bool] = Field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -87,8 +98,18 @@ def score_observation(case: EvalCase, observation: Observation) -> CaseScore:
         present = [n for n in expect.must_not_include if any(_contains(t, n) for t in texts)]
         check("must_not_include", not present,
               "must not appear but does: " + ", ".join(repr(n) for n in present))
+    answered: list[bool] = []
+    if expect.asks:
+        draft = observation.approved_draft or ""
+        answered = [bool(draft) and all(_contains(draft, n) for n in ask.must_include)
+                    for ask in expect.asks]
+        if "draft" in expect.routes and observation.status == "approved":
+            missed = [ask.ask for ask, ok in zip(expect.asks, answered, strict=True) if not ok]
+            check("asks", not missed,
+                  "asks not answered: " + "; ".join(repr(a[:80]) for a in missed))
     return CaseScore(dataset=observation.dataset, case_id=observation.case_id,
-                     run=observation.run, checks=checks, failures=failures)
+                     run=observation.run, checks=checks, failures=failures,
+                     asks_answered=answered)
 
 
 # ------------------------------------------------------------------------------- figures
@@ -181,7 +202,13 @@ def summarise(
         if relevant:
             recall[code] = _rate(sum(o.route == "escalate" for o in relevant), len(relevant))
 
-    bait = [o for c, o, _s in rows if BAIT_TAG in c.tags and "escalate" not in c.expect.routes]
+    bait = [o for c, o, _s in rows
+            if set(BAIT_TAGS) & set(c.tags) and "escalate" not in c.expect.routes]
+    must_escalate = [o for c, o, _s in rows if c.expect.routes == ("escalate",)]
+    asked = [(c, o, s) for c, o, s in rows if c.expect.asks]
+    multi = [(c, o, s) for c, o, s in asked if len(c.expect.asks) > 1 and o.status == "approved"]
+    ask_total = sum(len(s.asks_answered) for _c, _o, s in asked)
+    ask_hits = sum(sum(s.asks_answered) for _c, _o, s in asked)
     forced_codes = forced_escalation_codes()
     forced = [o for c, o, _s in rows if c.expect.reason_code in forced_codes]
     approved = [o for _c, o, _s in rows if o.status == "approved"]
@@ -219,6 +246,15 @@ def summarise(
         "routing_accuracy": rate_of("routing"),
         "must_include_rate": rate_of("must_include"),
         "must_include_misses": sum(not s.checks.get("must_include", True) for _c, _o, s in rows),
+        "drafts_for_must_escalate": sum(o.route == "draft" for o in must_escalate),
+        "must_escalate_runs": len(must_escalate),
+        "asks_labelled": ask_total,
+        "asks_answered": ask_hits,
+        "asks_answered_rate": _rate(ask_hits, ask_total),
+        "multi_ask_drafts": len(multi),
+        "multi_ask_drafts_all_answered": sum(all(s.asks_answered) for _c, _o, s in multi),
+        "multi_ask_all_answered_rate": _rate(sum(all(s.asks_answered) for _c, _o, s in multi),
+                                             len(multi)),
         "must_not_include_violations": sum(
             not s.checks.get("must_not_include", True) for _c, _o, s in rows),
         "escalation_recall": recall,
@@ -263,7 +299,9 @@ def summarise(
 
 __all__ = [
     "BAIT_TAG",
+    "BAIT_TAGS",
     "MUST_ESCALATE_CODES",
+    "RATE_FIGURES",
     "CaseScore",
     "ScoredRun",
     "forced_escalation_codes",

@@ -15,11 +15,42 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mediavault.graph.settings import Settings
 
+from mediavault.policies import reason_codes
+
 DEFAULT_HOME = ".mediavault"
 DEMO_DB_NAME = "sakila_demo.sqlite"
 
+#: Checkpoint retention policies (see agent.stores.checkpoint_retention); the first is the default.
+CHECKPOINT_RETENTION_POLICIES: tuple[str, ...] = ("last", "none", "all")
+
+
 class ConfigurationError(ValueError):
     """A setting has a value the agent cannot work with; the message says which and why."""
+
+
+#: The review modes besides a list of reason codes.
+REVIEW_MODES = ("all", "none")
+
+
+def parse_review_mode(value: str) -> str:
+    """The canonical review mode for ``value``: ``all``, ``none`` or known reason codes.
+
+    Anything else is refused: a typo read as a list of reason codes would let every draft
+    through unreviewed. Reason codes are checked against the policy's own list.
+    """
+    text = str(value).strip().lower()
+    if text in REVIEW_MODES:
+        return text
+    codes = [code.strip() for code in text.split(",")]
+    known = reason_codes()
+    unknown = [code for code in codes if code not in known]
+    if not text or unknown:
+        what = f"unknown reason code(s) {', '.join(map(repr, unknown))}" if text else "it is empty"
+        raise ConfigurationError(
+            f"review mode {value!r} is not valid ({what}); use `all`, `none`, or a "
+            f"comma-separated list of reason codes: {', '.join(known)}"
+        )
+    return ",".join(dict.fromkeys(codes))
 
 
 def parse_business_date(value: str | date | None) -> date | None:
@@ -60,6 +91,8 @@ class Context:
     model: str = field(default_factory=lambda: _setting("model"))
     today: date | None = field(default_factory=lambda: _setting("today"))
     review: str = field(default_factory=lambda: _setting("review"))
+    #: What is kept of a finished email's checkpoints: ``last``, ``none`` or ``all``.
+    checkpoint_retention: str = field(default_factory=lambda: _setting("checkpoint_retention"))
     #: Investigation budgets: beyond any of them the email is escalated, never drafted.
     max_tool_calls: int = 6
     max_model_calls: int = 4
@@ -80,8 +113,15 @@ class Context:
         # Accept strings from callers (CLI flags, notebooks) and validate once, here.
         object.__setattr__(self, "home", Path(self.home))
         object.__setattr__(self, "today", parse_business_date(self.today))
+        object.__setattr__(self, "review", parse_review_mode(self.review))
         if not self.model.strip():
             raise ConfigurationError("model name is empty; use `rules` or `openai:<model>`")
+        retention = self.checkpoint_retention.strip().lower()
+        if retention not in CHECKPOINT_RETENTION_POLICIES:
+            raise ConfigurationError(
+                f"checkpoint retention {self.checkpoint_retention!r} is not one of "
+                f"{', '.join(CHECKPOINT_RETENTION_POLICIES)} (MEDIAVAULT_CHECKPOINT_RETENTION)")
+        object.__setattr__(self, "checkpoint_retention", retention)
 
     @property
     def db_is_server(self) -> bool:
@@ -132,7 +172,8 @@ class Context:
     def from_settings(cls, settings: Settings, **fields: Any) -> Context:
         """A context from a :class:`~.settings.Settings` object, with ``fields`` on top."""
         declared = {name: getattr(settings, name)
-                    for name in ("home", "db", "state_db", "model", "today", "review")}
+                    for name in ("home", "db", "state_db", "model", "today", "review",
+                                 "checkpoint_retention")}
         return cls(**{**declared, **fields})
 
     def with_overrides(self, **changes: Any) -> Context:

@@ -1,6 +1,6 @@
 """The structured decision and the code that enforces the policy on it.
 
-The model proposes ``{route, reason_code, rationale, policy_refs}``; :func:`enforce_decision`
+The model proposes ``{route, reason_code, asks, rationale, policy_refs}``; :func:`enforce_decision`
 decides what actually happens. A forced escalation from the safety check or a blown budget
 cannot be overridden, and reason codes the policy always escalates are never drafted.
 """
@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mediavault.policies import policy_rules, reason_codes
+from mediavault.tools.drafting.asks import CustomerAsk
 
 
 class TriageDecision(BaseModel):
@@ -21,6 +22,13 @@ class TriageDecision(BaseModel):
 
     route: Literal["draft", "escalate"] = Field(description="draft or escalate")
     reason_code: str = Field(description="One of MediaVault's reason codes.")
+    asks: list[CustomerAsk] = Field(
+        default_factory=list, max_length=8,
+        description="Each thing the customer asks or requests in the new message (not the "
+        "quoted history): its intent, the entities it names, the sentence it comes from. A "
+        "draft must answer every one; an ask you cannot answer from the account and the policy "
+        "means escalate.",
+    )
     rationale: str = Field(default="", max_length=600, description="Why, in one or two sentences.")
     policy_refs: list[str] = Field(
         default_factory=list, max_length=6, description="Policy section ids relied on."
@@ -43,6 +51,8 @@ class EnforcedDecision(BaseModel):
     policy_refs: list[str]
     queue: str | None
     overridden: str | None = None
+    #: The customer's asks as the model read them; the draft must answer each.
+    asks: list[CustomerAsk] = []
 
 
 def enforce_decision(
@@ -68,6 +78,7 @@ def enforce_decision(
             policy_refs=refs,
             queue=rules.queue_for(forced_reason_code),
             overridden=note,
+            asks=proposed.asks if proposed else [],
         )
     if budget_exceeded is not None or proposed is None:
         reason = budget_exceeded or problem or "no usable decision from the model"
@@ -79,6 +90,7 @@ def enforce_decision(
             policy_refs=proposed.policy_refs if proposed else [],
             queue=rules.queue_for(code),
             overridden=reason,
+            asks=proposed.asks if proposed else [],
         )
     route = proposed.route
     overridden = None
@@ -92,4 +104,5 @@ def enforce_decision(
         policy_refs=proposed.policy_refs,
         queue=rules.queue_for(proposed.reason_code) if route == "escalate" else None,
         overridden=overridden,
+        asks=proposed.asks,
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from contextlib import suppress
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_sender
 
@@ -20,6 +21,9 @@ _MARKERS = {
     for marker in (TRUNCATION_MARKER, ONE_LINE_TRUNCATION_MARKER)
 }
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_FIELDS = frozenset({"sender_name", "subject", "body"})
+
 
 def cap_text(text: str, limit: int, marker: str = TRUNCATION_MARKER) -> str:
     """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped.
@@ -31,6 +35,32 @@ def cap_text(text: str, limit: int, marker: str = TRUNCATION_MARKER) -> str:
     if len(text) <= limit or _MARKERS[marker].match(text, limit):
         return text
     return text[:limit] + marker.format(dropped=len(text) - limit)
+
+
+#: Extra parts kept per email, and the characters kept of each.
+MAX_EXTRA_PARTS = 12
+MAX_PART_CHARS = 20_000
+
+
+class EmailPart(BaseModel):
+    """A part of the email a reader sees besides its main body (already plain text).
+
+    ``kind``: ``alternative`` (an HTML or plain alternative that says more than the body),
+    ``inline_part`` (a second inline text part), ``attachment`` (a text or HTML attachment),
+    ``forwarded`` (a forwarded message). ``label`` names it for reviewers ("notes.txt").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["alternative", "inline_part", "attachment", "forwarded"]
+    label: str = Field(max_length=200)
+    text: str
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _capped_text(cls, value: object) -> str:
+        text = "" if value is None else str(value)
+        return cap_text(text.replace("\r\n", "\n").replace("\r", "\n"), MAX_PART_CHARS)
 
 
 class InboundEmail(BaseModel):
@@ -54,6 +84,25 @@ class InboundEmail(BaseModel):
     sender_verified: bool = True
     #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
     input_flags: tuple[str, ...] = ()
+    #: Everything else a reader sees: alternatives that differ, inline parts, text attachments.
+    parts: tuple[EmailPart, ...] = Field(default=(), max_length=MAX_EXTRA_PARTS)
+    #: Attachments nobody read (images, PDFs...), listed so a reviewer knows they exist.
+    unread_attachments: tuple[str, ...] = Field(default=(), max_length=50)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object, info: ValidationInfo) -> object:
+        # Lone surrogates are undecoded bytes (Python's surrogateescape): no store, log or
+        # terminal can write them, so such an email would fail while its failure is recorded.
+        if isinstance(value, str) and _LONE_SURROGATE.search(value):
+            raise ValueError("contains bytes that are not valid text (undecoded non-UTF-8)")
+        # NUL cannot be stored in a Postgres text column: refused in an identifier, shown as
+        # a replacement character in text a reader sees.
+        if isinstance(value, str) and "\x00" in value:
+            if info.field_name in _TEXT_FIELDS:
+                return value.replace("\x00", "\ufffd")
+            raise ValueError("contains a NUL character")
+        return value
 
     @field_validator("sender", mode="before")
     @classmethod

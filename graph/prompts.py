@@ -65,6 +65,14 @@ def render_email(email: dict[str, Any], quoted_history: str) -> str:
     ]
     if quoted_history:
         parts += ["", "[quoted history]", _defuse(quoted_history)]
+    # Everything else a reader sees: an alternative that says more, attachments, forwards.
+    for extra in email.get("parts") or ():
+        label = _defuse(str(extra.get("label", "")))
+        text = _defuse(str(extra.get("text", "")))
+        parts += ["", f"[{extra.get('kind', 'part')}: {label}]", text]
+    if email.get("unread_attachments"):
+        parts += ["", "[attachments not read: "
+                  + _defuse(", ".join(map(str, email["unread_attachments"]))) + "]"]
     parts.append(EMAIL_CLOSE)
     return "\n".join(parts)
 

@@ -3,9 +3,12 @@
 :class:`Settings` lists each variable once, with its type, default and description; the README's
 settings tables are tested against it (tests/unit/test_public_api.py). Nothing else in the
 project reads ``os.environ`` for its configuration: the runtime :class:`~.context.Context`, the
-model factory, the audit log, the review console and the CLI all ask :func:`load_settings`.
-(``VISUAL``/``EDITOR``, the editor ``mediavault review edit`` opens, are the terminal's own and
-read by click.)
+model factory, the audit log, the review console, the mail accounts and the CLI all ask
+:func:`load_settings`, and the application hands the Postgres scope key down to the business
+database. (``VISUAL``/``EDITOR``, the editor ``mediavault review edit`` opens, are the
+terminal's own and read by click; ``MEDIAVAULT_SCOPE_KEY`` is still read by the tools layer
+when a library caller opens a Postgres database without passing a key; the eval harness reads
+``MEDIAVAULT_SAKILA_ORIGINAL``, a test fixture path, itself.)
 
 A bad value is refused with a :class:`~.context.ConfigurationError` naming the variable (and,
 unless it is a secret, the value): a typo never turns into a silently weaker setting.
@@ -30,7 +33,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from mediavault.graph.context import DEFAULT_HOME, ConfigurationError, parse_business_date
+from mediavault.graph.context import (
+    CHECKPOINT_RETENTION_POLICIES,
+    DEFAULT_HOME,
+    ConfigurationError,
+    parse_business_date,
+)
+from mediavault.tools.business_db.scope_token import ScopeKeyError, parse_scope_key
 
 #: The audit chain's HMAC key must be at least this long to resist guessing.
 MIN_AUDIT_KEY_BYTES = 16
@@ -40,7 +49,7 @@ MIN_WEB_SECRET_CHARS = 32
 #: Fields whose value is kept byte for byte (a key or password may end in a space on purpose)
 #: and never echoed in an error message.
 _SECRETS = frozenset({"audit_key", "web_secret", "reviewer_password", "pg_agent_password",
-                      "openai_api_key"})
+                      "openai_api_key", "scope_key", "imap_password", "smtp_password"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -79,7 +88,18 @@ class Settings(BaseSettings):
         "original Sakila data.")
     review: str = _variable(
         "MEDIAVAULT_REVIEW", "Review mode: `all` (default), `none`, or a comma-separated list of "
-        "reason codes that need review.", default="all")
+        "reason codes that need review; any other value is refused.", default="all")
+    checkpoint_retention: str = _variable(
+        "MEDIAVAULT_CHECKPOINT_RETENTION", "What is kept of a finished email's checkpoints: "
+        "`last` (default), `none` (the case store and audit log hold the outcome) or `all`.",
+        default=CHECKPOINT_RETENTION_POLICIES[0])
+    authserv_ids: Annotated[tuple[str, ...], NoDecode] = _variable(
+        "MEDIAVAULT_AUTHSERV_ID", "The receiving server(s) whose Authentication-Results headers "
+        "verify raw-mail senders for `triage` and `worker`, comma-separated (default: none, so "
+        "no raw-mail sender is verified).", default=())
+    scope_key: SecretStr | None = _variable(
+        "MEDIAVAULT_SCOPE_KEY", "Postgres business database only: the secret (16 to 64 bytes, "
+        "hexadecimal) that signs each query's customer scope; `db init --postgres` prints it.")
     # -- the audit log and the hosted model ----------------------------------------------------
     audit_key: SecretStr | None = _variable(
         "MEDIAVAULT_AUDIT_KEY", "Secret (16+ bytes) that turns the audit hash chain into an "
@@ -118,6 +138,42 @@ class Settings(BaseSettings):
     pg_agent_password: SecretStr | None = _variable(
         "MEDIAVAULT_PG_AGENT_PASSWORD", "Password given to the agent's login role by "
         "`mediavault db init --postgres` (never on the command line).")
+    # -- a real mailbox: `mediavault mail watch` (IMAP) and `mediavault mail send` (SMTP) -------
+    # Ports and security modes are checked here; the rest (required names, the password file,
+    # flags that override these) in agent/mail/mail_accounts.py.
+    imap_host: str | None = _variable("MEDIAVAULT_IMAP_HOST", "The IMAP server to watch.")
+    imap_port: int | None = _variable(
+        "MEDIAVAULT_IMAP_PORT", "Its port (default 993 for `tls`, 143 for `starttls`).")
+    imap_user: str | None = _variable("MEDIAVAULT_IMAP_USER", "The mailbox's user name.")
+    imap_password: SecretStr | None = _variable(
+        "MEDIAVAULT_IMAP_PASSWORD", "The mailbox's password (never a flag, never logged).")
+    imap_password_file: Path | None = _variable(
+        "MEDIAVAULT_IMAP_PASSWORD_FILE", "A file holding the mailbox's password instead.")
+    imap_security: str | None = _variable(
+        "MEDIAVAULT_IMAP_SECURITY", "`tls` (default) or `starttls`.")
+    imap_folder: str | None = _variable(
+        "MEDIAVAULT_IMAP_FOLDER", "The folder to watch (default INBOX).")
+    imap_processed: str | None = _variable(
+        "MEDIAVAULT_IMAP_PROCESSED", "How processed mail is marked: `flag` (default) or "
+        "`move:<folder>`.")
+    imap_sent_folder: str | None = _variable(
+        "MEDIAVAULT_IMAP_SENT_FOLDER", "Where copies of sent replies go (default Sent).")
+    smtp_host: str | None = _variable("MEDIAVAULT_SMTP_HOST", "The submission server.")
+    smtp_port: int | None = _variable(
+        "MEDIAVAULT_SMTP_PORT", "Its port (default 587 for `starttls`, 465 for `tls`).")
+    smtp_user: str | None = _variable("MEDIAVAULT_SMTP_USER", "The submission user name.")
+    smtp_password: SecretStr | None = _variable(
+        "MEDIAVAULT_SMTP_PASSWORD", "The submission password (never a flag, never logged).")
+    smtp_password_file: Path | None = _variable(
+        "MEDIAVAULT_SMTP_PASSWORD_FILE", "A file holding the submission password instead.")
+    smtp_security: str | None = _variable(
+        "MEDIAVAULT_SMTP_SECURITY", "`starttls` (default) or `tls`.")
+    mail_from: str | None = _variable(
+        "MEDIAVAULT_MAIL_FROM", "The address replies come from (default "
+        "support@mediavault.example).")
+    mail_ca_file: Path | None = _variable(
+        "MEDIAVAULT_MAIL_CA_FILE", "A private CA to trust for IMAP and SMTP besides the "
+        "system's.")
 
     @classmethod
     def settings_customise_sources(
@@ -137,6 +193,13 @@ class Settings(BaseSettings):
         alias = cls.model_fields[field_name].validation_alias
         assert isinstance(alias, str)
         return alias
+
+    def scope_key_bytes(self) -> bytes | None:
+        """The Postgres scope-signing key as bytes, or None when ``MEDIAVAULT_SCOPE_KEY`` is unset.
+
+        The application passes it to ``open_business_db``: tools never read settings.
+        """
+        return parse_scope_key(self.scope_key.get_secret_value()) if self.scope_key else None
 
     @field_validator("today", mode="before")
     @classmethod
@@ -167,6 +230,48 @@ class Settings(BaseSettings):
                              "number of retries from 0 to 10")
         return int(value)
 
+    @field_validator("checkpoint_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        policy = str(value).strip().lower()
+        if policy not in CHECKPOINT_RETENTION_POLICIES:
+            raise ValueError(
+                f"{cls.variable('checkpoint_retention')}={value!r} is not one of "
+                f"{', '.join(CHECKPOINT_RETENTION_POLICIES)}")
+        return policy
+
+    @field_validator("scope_key")
+    @classmethod
+    def _scope_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_scope_key(value.get_secret_value())
+            except ScopeKeyError as problem:  # its message names the variable, never the key
+                raise ValueError(str(problem)) from None
+        return value
+
+    @field_validator("imap_port", "smtp_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:  # unset: the security mode's usual port
+            return None
+        try:
+            port = int(str(value))
+        except ValueError:
+            port = 0
+        if not 0 < port < 65536:
+            raise ValueError(
+                f"{cls.variable(str(info.field_name))}={value!r} is not a port number")
+        return port
+
+    @field_validator("imap_security", "smtp_security")
+    @classmethod
+    def _security(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in ("tls", "starttls"):
+            raise ValueError(f"{cls.variable(str(info.field_name))}={value!r}: use one of "
+                             "tls, starttls (TLS is always on)")
+        return value
+
     @field_validator("audit_key")
     @classmethod
     def _audit_key_length(cls, value: SecretStr | None) -> SecretStr | None:
@@ -186,6 +291,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{cls.variable('web_secret')} is {len(value.get_secret_value())} characters "
                 f"long; the session secret must be at least {MIN_WEB_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("authserv_ids", mode="before")
+    @classmethod
+    def _server_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
     @field_validator("web_trusted_proxies", "web_allowed_hosts", mode="before")

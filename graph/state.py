@@ -7,10 +7,14 @@ the server API all see the same thing. Tool results are capped before they enter
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+
+# typing_extensions' TypedDict, not typing's: on Python < 3.12 pydantic can build JSON schemas
+# only from the former, and LangGraph Studio's input form is built from those schemas.
+from typing_extensions import TypedDict
 
 Route = Literal["draft", "escalate"]
 Phase = Literal["investigate", "draft", "escalate"]
@@ -26,8 +30,13 @@ class RiskRecord(TypedDict, total=False):
     queue: str | None
     level: str
     flags: list[dict[str, Any]]
-    #: Set when part of the email was never read (too long): a person reads it all.
+    #: Set when part of the email was never read (too long), or when the configured model
+    #: cannot answer its language: a person reads it all.
     unread_part: str
+    #: One line per flag for reviewers: category, rule, part and the words that matched.
+    findings: list[str]
+    #: The email's language (ISO 639-1) when the identifier was sure of it.
+    language: str | None
 
 
 class DecisionRecord(TypedDict, total=False):
@@ -39,6 +48,8 @@ class DecisionRecord(TypedDict, total=False):
     policy_refs: list[str]
     queue: str | None
     overridden: str | None
+    #: The customer's asks (tools.drafting.asks.CustomerAsk as JSON): the draft answers each.
+    asks: list[dict[str, Any]]
 
 
 class GateVerdictRecord(TypedDict):

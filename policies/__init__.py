@@ -46,6 +46,9 @@ class CommunicationRules(_Frozen):
     forbidden_phrases: tuple[str, ...]
     draft_min_chars: int
     draft_max_chars: int
+    #: MediaVault's own contact addresses a reply may give (none today); every other
+    #: contact detail that is not the customer's own is refused.
+    mediavault_addresses: tuple[str, ...] = ()
 
 
 class AutoApprovalRules(_Frozen):
@@ -53,6 +56,11 @@ class AutoApprovalRules(_Frozen):
     min_reviewed_drafts: int
     min_approved_without_edit_rate: float
     max_tone_rejections: int
+
+
+class EscalationRules(_Frozen):
+    #: Risk reason codes, most severe first: the first one matched names the ticket's queue.
+    severity_order: tuple[str, ...]
 
 
 class PolicyRules(_Frozen):
@@ -66,6 +74,7 @@ class PolicyRules(_Frozen):
     queues: dict[str, str]
     routing: dict[str, str]
     reason_codes: dict[str, str]
+    escalation: EscalationRules
     auto_approval: AutoApprovalRules
 
     def queue_for(self, reason_code: str) -> str:

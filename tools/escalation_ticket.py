@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -43,6 +44,8 @@ HIGH_RISK_REASON_CODES = frozenset(
         "privacy_request",
         "media_inquiry",
         "fraud_chargeback",
+        # Money goes back only through billing; a model cannot send a refund elsewhere.
+        "refund_request",
     }
 )
 _URGENT = frozenset({"legal_threat", "safety_concern"})
@@ -223,6 +226,11 @@ class EscalationTicket(BaseModel):
     routing_corrected_from: str | None = Field(default=None, max_length=60)
     #: The model's reason code when the safety check's forced code replaced it.
     reason_code_corrected_from: str | None = Field(default=None, max_length=60)
+    #: Every risk the safety check found, most severe first: category, rule, part, words.
+    risk_findings: list[Annotated[str, StringConstraints(max_length=400)]] = Field(
+        default_factory=list, max_length=30)
+    #: The language of the email (ISO 639-1) when the identifier was sure of it.
+    language: str | None = Field(default=None, max_length=12)
     created_at: AwareDatetime
 
     @field_validator("reason_code")
@@ -272,6 +280,8 @@ def build_ticket(
     evidence: TicketEvidence,
     now: datetime,
     forced_reason_code: str | None = None,
+    risk_findings: Sequence[str] = (),
+    language: str | None = None,
 ) -> EscalationTicket:
     """File the model's proposed ticket under the policy's rules.
 
@@ -300,6 +310,8 @@ def build_ticket(
         priority=priority,
         routing_corrected_from=corrected_from,
         reason_code_corrected_from=corrected_code,
+        risk_findings=[finding[:400] for finding in risk_findings][:30],
+        language=language,
         created_at=now,
     )
 

@@ -14,7 +14,9 @@ from mediavault.agent.cli.audit import audit_app
 from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
 from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.mail import mail_app
 from mediavault.agent.cli.metrics import metrics_command
+from mediavault.agent.cli.prune import checkpoints_app, prune_command
 from mediavault.agent.cli.review import review_app
 from mediavault.agent.cli.serve import reviewers_app, serve_command
 from mediavault.agent.cli.sql import sql_command
@@ -36,9 +38,12 @@ app.command(name="sql")(sql_command)
 app.command(name="demo")(demo_command)
 app.command(name="triage")(triage_command)
 app.add_typer(review_app, name="review")
+app.add_typer(mail_app, name="mail")
 app.add_typer(cases_app, name="cases")
 app.command(name="metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")
+app.command(name="prune")(prune_command)
+app.add_typer(checkpoints_app, name="checkpoints")
 app.command(name="studio")(studio_command)
 app.command(name="serve")(serve_command)
 app.add_typer(reviewers_app, name="reviewers")

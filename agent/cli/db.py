@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 from mediavault.tools.business_db.business_date import BusinessDateError, stamped_business_date
 from mediavault.tools.business_db.demo_database import (
@@ -114,6 +114,13 @@ def init_command(
         fail("MEDIAVAULT_DB names a database server; provision it with "
               "`mediavault db init --postgres ADMIN_DSN`")  # fmt: skip
     target = path or context.db_path
+    if path is None:  # the demo database lives in the (private) state folder
+        from mediavault.agent.stores.state_files import prepare_home
+
+        try:
+            prepare_home(context)
+        except ConfigurationError as error:
+            fail(str(error))
     if target.exists():
         if not force:
             fail(f"{target} already exists; pass --force to replace it", code=1)
@@ -132,7 +139,7 @@ def init_command(
     except (OSError, ValueError) as error:
         fail(f"cannot build {target}: {error}", code=1)
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"Built {summary.path}"))
     console.print(_counts_table(summary.row_counts))
     console.print(
@@ -205,7 +212,7 @@ def info_command(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"database: {path} ({source})"))
     console.print(Text(f"business date: {business.isoformat()} ({date_source})"))
     console.print(_counts_table(counts))

@@ -21,11 +21,16 @@ EXIT_USAGE = 2
 
 
 def printable(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters shown as ``\\xNN`` (newlines kept when asked)."""
+    """``text`` with control characters shown as ``\\xNN``.
+
+    Line breaks and tabs are kept when asked, else they become spaces: a reason or message
+    written on two lines reads as one line, not as ``\\x0a``. Every other control character
+    (an escape sequence, a bidi override) stays visible as its code.
+    """
     out = []
     for char in text:
-        if keep_newlines and char in "\n\t":
-            out.append(char)
+        if char in "\n\t\r":
+            out.append(char if keep_newlines and char != "\r" else " ")
         elif ord(char) < 32 or 127 <= ord(char) < 160 or char in "\u2028\u2029":
             out.append(f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
         else:
@@ -47,8 +52,16 @@ def fail(message: str, code: int = EXIT_USAGE, *, prefix: str = "error: ") -> No
 
 
 def context_for(home: Path | None, **overrides: object) -> Context:
-    """The settings for an operator command; a bad setting is one error line and exit 2."""
+    """The settings for an operator command; a bad setting is one error line and exit 2.
+
+    The state paths are checked too (owner-only folders and files, see
+    :mod:`~mediavault.agent.stores.state_files`), before the command touches them.
+    """
+    from mediavault.agent.stores.state_files import check_state_paths
+
     try:
-        return Context().with_overrides(home=home, **overrides)
+        context = Context().with_overrides(home=home, **overrides)
+        check_state_paths(context)
     except ConfigurationError as problem:
         fail(str(problem))
+    return context

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.options import wide_console
 from mediavault.agent.ops.pilot_report import (
     ELIGIBILITY_COLUMNS,
     REASON_COLUMNS,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def _print_tables(metrics: PilotMetrics, eligibility: Sequence[AutoApprovalRow]) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(window_text(metrics.since, metrics.until)))
     headline = Table(title="Pilot metrics", show_edge=False)
     headline.add_column("metric")

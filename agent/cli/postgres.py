@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError
 from mediavault.graph.settings import Settings, load_settings
 
@@ -26,14 +26,19 @@ def init_postgres(
         PostgresProvisioningError,
         init_postgres_database,
     )
+    from mediavault.tools.business_db.scope_token import SCOPE_KEY_ENV
 
     if "://" not in admin_dsn and "=" not in admin_dsn:
         fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
     try:
-        secret = load_settings().pg_agent_password
+        settings = load_settings()
     except ConfigurationError as problem:
         fail(str(problem), 2)
+    secret = settings.pg_agent_password
     password = secret.get_secret_value() if secret is not None else None
+    # The key the agent signs each session's customer scope with: kept when already set (a
+    # reload with --force), else generated and printed once below.
+    scope_key = settings.scope_key.get_secret_value() if settings.scope_key else None
     try:
         summary = init_postgres_database(
             admin_dsn,
@@ -42,10 +47,11 @@ def init_postgres(
             as_of=as_of,
             agent_password=password,
             replace=force,
+            scope_key=scope_key,
         )
     except PostgresProvisioningError as error:
         fail(str(error), 1)
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"Provisioned Postgres database {summary.database} from {summary.source}"))
     table = Table(show_edge=False)
     table.add_column("table")
@@ -60,3 +66,12 @@ def init_postgres(
     hint = "" if password else f" (set its password first, or use {AGENT_PASSWORD_VARIABLE})"
     console.print(Text(f"Agent role {summary.agent_role}{hint}; point the agent at it with:"))
     console.print(Text(f"  MEDIAVAULT_DB='{summary.agent_dsn}'"))
+    if scope_key is None:
+        console.print(
+            Text(
+                f"  {SCOPE_KEY_ENV}='{summary.scope_key}'  (new secret: keep it with the agent's "
+                "configuration, never with the database role)"
+            )
+        )
+    else:
+        console.print(Text(f"  {SCOPE_KEY_ENV} as set in this environment"))

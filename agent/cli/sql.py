@@ -18,6 +18,7 @@ from rich.text import Text
 
 from mediavault.agent.cli.errors import fail
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import load_settings
 from mediavault.tools.business_db.sessions import (
     BusinessDatabaseError,
     DataAccessRefused,
@@ -88,8 +89,9 @@ def sql_command(
             context.db if context.db and "://" in context.db else context.db_path,
             time_budget_seconds=context.sql_time_budget_seconds,
             max_rows=context.sql_max_rows,
+            scope_key=load_settings().scope_key_bytes(),
         )
-    except BusinessDatabaseError as error:
+    except (BusinessDatabaseError, ConfigurationError) as error:
         fail(str(error), EXIT_REFUSED)
     with database:
         customer = None

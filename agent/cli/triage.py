@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +30,16 @@ from rich.table import Table
 from rich.text import Text
 
 from mediavault.agent.cli.errors import fail
-from mediavault.agent.cli.options import AsOfOption, DbOption, HomeOption, ModelOption, ReviewOption
+from mediavault.agent.cli.options import (
+    AsOfOption,
+    DbOption,
+    HomeOption,
+    ModelOption,
+    ReviewOption,
+    section_rule,
+    wide_console,
+)
+from mediavault.agent.mail.sample_inbox import SAMPLE_INBOX, sample_inbox_business_date
 from mediavault.agent.ops.inbox_triage import (
     InboxTally,
     check_services,
@@ -36,17 +47,24 @@ from mediavault.agent.ops.inbox_triage import (
     missing_paths,
 )
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import load_settings
 
 if TYPE_CHECKING:
     from mediavault.agent.api import TriageResult
     from mediavault.agent.mail.mailboxes import ReadOptions
+    from mediavault.agent.ops.demonstration import DemoStory
 
-DEFAULT_INBOX = Path("examples/inbox.csv")
+#: The sample inbox ships inside the package, so the demo works from any folder.
+DEFAULT_INBOX = SAMPLE_INBOX
 #: Larger batches print the summary only; ``--json`` lists every outcome.
 MAX_OUTCOME_ROWS = 100
 
-console = Console()
 err_console = Console(stderr=True)
+
+
+def _stdout() -> Console:
+    # Made per use: whether stdout is a terminal decides the width (see wide_console).
+    return wide_console()
 
 
 def _printable(text: str) -> str:
@@ -63,8 +81,22 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         fail(str(problem))
 
 
+def authserv_ids(values: list[str] | None) -> tuple[str, ...]:
+    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated).
+
+    Without the flag, ``MEDIAVAULT_AUTHSERV_ID`` (declared in :mod:`mediavault.graph.settings`).
+    """
+    if not values:
+        try:
+            return load_settings().authserv_ids
+        except ConfigurationError as problem:
+            fail(str(problem))
+    return tuple(name.strip() for value in values or () for name in value.split(",")
+                 if name.strip())
+
+
 def _note(label: str, text: str) -> None:
-    style = "yellow" if label == "skipped" else "cyan"
+    style = {"skipped": "yellow", "in progress": "magenta"}.get(label, "cyan")
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
 
@@ -78,8 +110,14 @@ def triage_inbox(
     processes: int = 1,
     read_options: ReadOptions | None = None,
     as_json: bool = False,
+    tally: InboxTally | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    """Triage every email in the given inboxes, print the outcomes; returns the exit status."""
+    """Triage every email in the given inboxes, print the outcomes; returns the exit status.
+
+    ``tally``, when given, receives what was read and every result (the demo reads it);
+    ``report`` receives the ``--json`` document instead of stdout.
+    """
     from mediavault.agent.mail.mailboxes import InboxPathError, ReadOptions
     from mediavault.agent.ops.batch import run_triage_batch
     from mediavault.tools.business_db.sessions import BusinessDatabaseError
@@ -91,7 +129,7 @@ def triage_inbox(
         check_services(context)
     except (ConfigurationError, BusinessDatabaseError) as problem:
         fail(str(problem))
-    tally = InboxTally()
+    tally = tally if tally is not None else InboxTally()
     try:
         emails = tally.read(paths, read_options or ReadOptions(), _note)
     except InboxPathError as problem:
@@ -102,14 +140,25 @@ def triage_inbox(
         TextColumn("{task.description}"), TimeElapsedColumn(),
         console=err_console, disable=not err_console.is_terminal, transient=True,
     )
-    task = progress.add_task(tally.progress_text(), total=len(emails))
+    # With --limit, at most that many new runs: the total grows only by recorded emails.
+    total = len(emails) if limit is None else min(len(emails), limit)
+    task = progress.add_task(tally.progress_text(), total=total)
 
     def on_result(result: TriageResult) -> None:
+        nonlocal total
         tally.add(result)
+        if limit is not None and result.already_recorded and total < len(emails):
+            total += 1
+            progress.update(task, total=total)
         if result.status == "failed" and not result.already_recorded:
             source = tally.items[result.email_id].source if result.email_id in tally.items else ""
             _note("failed", f"{source}: triage_failed: {result.error or 'no outcome'}")
         progress.update(task, advance=1, description=tally.progress_text())
+
+    def on_in_progress(email_id: str) -> None:
+        source = tally.items[email_id].source if email_id in tally.items else email_id
+        _note("in progress", f"{source}: another process is triaging this email; its outcome "
+                             "is reported when that run ends")
 
     try:
         with progress:
@@ -117,19 +166,24 @@ def triage_inbox(
             if emails:  # with nothing readable, not even the checkpoint file is created
                 tally.results = run_triage_batch(emails, context=context, limit=limit,
                                                  concurrency=concurrency, processes=processes,
-                                                 on_result=on_result)
+                                                 on_result=on_result,
+                                                 on_in_progress=on_in_progress)
     except KeyboardInterrupt:
         fail(f"interrupted after {len(tally.results)} emails; run the same command "
-                    "again to continue where it stopped", 130)
+             "again to continue where it stopped", 130)
     except ConfigurationError as problem:
         fail(str(problem))
     except Exception as problem:  # a broken audit log or store: stop with one clear line
         fail(f"triage stopped after {len(tally.results)} emails: "
-                    f"{type(problem).__name__}: {problem}", 1)
+             f"{type(problem).__name__}: {problem}", 1)
     elapsed = time.perf_counter() - started
     not_reached = len(emails) - len(tally.results)
     if as_json:
-        typer.echo(json.dumps(tally.as_dict(elapsed, not_reached), indent=2))
+        document = tally.as_dict(elapsed, not_reached)
+        if report is not None:
+            report(document)
+        else:
+            typer.echo(json.dumps(document, indent=2))
     else:
         _print_outcomes(tally)
         _print_summary(tally, elapsed, not_reached)
@@ -150,7 +204,7 @@ def _print_outcomes(tally: InboxTally) -> None:
     if not tally.results:
         return
     if len(tally.results) > MAX_OUTCOME_ROWS:
-        console.print(f"{len(tally.results)} outcomes (use --json to list every one)")
+        _stdout().print(f"{len(tally.results)} outcomes (use --json to list every one)")
         return
     table = Table(title="Triage outcomes")
     for column in ("email id", "subject", "route", "reason code", "gate denials", "status"):
@@ -162,7 +216,7 @@ def _print_outcomes(tally: InboxTally) -> None:
         table.add_row(Text(_printable(result.email_id)), Text(_printable(subject)),
                       result.route or "-", result.reason_code or "-", str(result.gate_denials),
                       Text(_printable(_shown_status(result))))
-    console.print(table)
+    _stdout().print(table)
 
 
 def _print_summary(tally: InboxTally, elapsed: float, not_reached: int) -> None:
@@ -187,6 +241,7 @@ def _print_summary(tally: InboxTally, elapsed: float, not_reached: int) -> None:
     for kind in FAILURE_KINDS:
         if failures.get(kind):
             table.add_row(Text(f"failed: {kind}", style="red"), str(failures[kind]))
+    console = _stdout()
     console.print(table)
     summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(statuses.items()))
     if recorded:
@@ -199,21 +254,107 @@ def _print_summary(tally: InboxTally, elapsed: float, not_reached: int) -> None:
 
 
 def demo_command(
-    inbox: Annotated[Path, typer.Option("--inbox", help="The sample inbox CSV.")] = DEFAULT_INBOX,
+    inbox: Annotated[
+        Path | None,
+        typer.Option("--inbox", help="An inbox CSV to use instead of the sample inbox that "
+                     "ships with the package."),
+    ] = None,
     home: HomeOption = None,
     model: ModelOption = None,
     as_of: AsOfOption = None,
     review: ReviewOption = None,
+    story: Annotated[
+        bool,
+        typer.Option("--trace/--no-trace",
+                     help="After the outcomes, show the first email's trace and the "
+                          "demonstration run."),
+    ] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the outcomes, both traces and the closing counts "
+                                    "as one JSON document."),
+    ] = False,
 ) -> None:
     """Build the demo database if missing, triage the sample inbox, print the outcomes.
 
-    The demo always uses the demo database in the home directory; ``--as-of`` sets the
-    business date it is built for (default today).
+    Then the trace of the inbox's first email (the legal threat), step by step, and the same
+    email once more with a demonstration model that tries to reply to it: the approval gate
+    refuses and the email goes to the legal team. The demo database is built for the sample
+    inbox's business date (the day after its emails arrived) unless ``--as-of`` says otherwise.
     """
     context = _context(home, None, model, as_of, review)
-    if ensure_demo_database(context):
-        console.print(f"Built the demo database at {context.db_path}")
-    raise typer.Exit(triage_inbox([inbox], context))
+    inbox_path = inbox or DEFAULT_INBOX
+    if not inbox_path.exists():
+        fail(f"no such file: {inbox_path}")
+    inbox_date = sample_inbox_business_date(inbox_path)
+    if ensure_demo_database(context, as_of=inbox_date):
+        built = (f"Built the demo database at {context.db_path} "
+                 f"(business date {context.today or inbox_date})")
+        if as_json:
+            _note("note", built)
+        else:
+            _stdout().print(built)
+    else:
+        _note_date_mismatch(context, inbox_date)
+    tally = InboxTally()
+    documents: list[dict[str, Any]] = []
+    status = triage_inbox([inbox_path], context, tally=tally, as_json=as_json,
+                          report=documents.append)
+    told = _story(context, tally) if story else None
+    if as_json:
+        document = documents[0] if documents else {}
+        if told is not None:
+            document.update(told.as_dict())
+        typer.echo(json.dumps(document, indent=2))
+    elif told is not None:
+        _tell_the_story(told)
+    raise typer.Exit(status)
+
+
+def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
+    """Warn when an existing demo database was built for another day than the inbox's."""
+    if inbox_date is None or context.today is not None or context.db is not None:
+        return
+    from mediavault.agent.wiring import services_for
+
+    try:
+        stamped = services_for(context).business_date()
+    except Exception:  # an unreadable database is reported by the triage itself
+        return
+    if stamped != inbox_date:
+        _note("note", f"the demo database's business date is {stamped}, but the inbox is "
+                      f"worked on {inbox_date}: dates in replies will not match the emails; "
+                      f"delete {context.db_path} to rebuild it")
+
+
+def _story(context: Context, tally: InboxTally) -> DemoStory | None:
+    from mediavault.agent.ops.demonstration import tell_demo_story
+
+    first = tally.items.get(tally.results[0].email_id) if tally.results else None
+    return tell_demo_story(context, tally.results, first.email) if first else None
+
+
+def _tell_the_story(story: DemoStory) -> None:
+    """The first email's trace, the demonstration run's trace and the closing line."""
+    from mediavault.agent.cli.cases import print_case_trace
+    from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
+
+    console = _stdout()
+    console.print()
+    section_rule(console, f"What the agent did with {story.trace.email_id}, step by step")
+    print_case_trace(story.trace, console)
+    console.print()
+    section_rule(console, "The same email with an overconfident model")
+    console.print(Text(
+        f"A {DEMONSTRATION_MODEL_LABEL}: it investigates like the rules model, then tries "
+        f"to reply itself. Recorded apart from the real outcomes, in "
+        f"{story.demonstration_home}.", style="italic"), soft_wrap=True)
+    if story.demonstration_trace is not None:
+        print_case_trace(story.demonstration_trace, console)
+    else:
+        _note("failed", f"the demonstration run: {story.demonstration_problem}")
+    console.print()
+    console.print(Text(story.closing, style="bold"), soft_wrap=True)
 
 
 def triage_command(
@@ -254,8 +395,9 @@ def triage_command(
     authserv_id: Annotated[
         list[str] | None,
         typer.Option("--authserv-id",
-                     help="Only trust Authentication-Results added by this receiving server "
-                          "(repeatable); default: the topmost header."),
+                     help="Your receiving server's authserv-id: only its Authentication-Results "
+                          "headers are believed (repeatable; MEDIAVAULT_AUTHSERV_ID, "
+                          "comma-separated). Without one, raw-mail senders are unverified."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the outcomes and summary as JSON.")
@@ -268,6 +410,6 @@ def triage_command(
     if context.db is None and not context.db_path.exists():
         fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
-                          authserv_ids=tuple(authserv_id or ()))
+                          authserv_ids=authserv_ids(authserv_id))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
                                   processes=processes, read_options=options, as_json=as_json))

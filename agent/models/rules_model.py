@@ -22,8 +22,16 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from mediavault.agent.models.offline_chat import InProcessChatModel
+from mediavault.agent.models.rules_asks import (
+    MessageReading,
+    ambiguous_titles,
+    named_titles,
+    read_message,
+    title_search_words,
+)
 from mediavault.graph.prompts import parse_email, parse_facts
 from mediavault.policies import policy_rules
+from mediavault.tools.text_language import detect_language
 
 # Intent rules, checked in order; the first that matches wins. Keywords are matched on
 # lower-cased text with word boundaries, so "issue" never reads as "sue". The order encodes
@@ -44,15 +52,21 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\b(?:late fees?|late charges?|fees?|overcharg\w*)\b[\s\S]{0,160}?(?:{dispute_words})",
         r"(?:{dispute_words})[\s\S]{0,160}?\b(?:late fees?|late charges?|overcharg\w*)\b",
         r"\bdispute (?:the|a|this|my) (?:late )?(?:fee|charge)",
+        # The customer says the records are wrong, or staff promised otherwise.
+        r"\b(?:records?|system) (?:are|is|must be) wrong\b", r"\bit'?s not lost\b",
+        r"\b(?:clerk|staff|cashier|manager|guy|girl|woman|man) (?:at the (?:counter|store) )?"
+        r"(?:said|told me)\b[\s\S]{0,160}\bno (?:late )?fee",
+        r"\b(?:shouldn'?t|should not|don'?t think i should) (?:have to )?(?:owe|pay)\b",
     )),
     ("refund_request", (
         r"\brefund", r"money back", r"reverse (?:the|this|that) charge",
         r"\bget (?:the |my )?(?:\$\s?[\d.]+|money|payment|rental fee) back\b",
+        r"\bback on(?: to)? my (?:card|account)\b",
     )),
     ("rental_status", (
         r"when (?:is|was|it'?s|it is|are|were|do|does|should|did)\b.{0,60}\bdue\b",
         r"\bdue back\b", r"\boverdue\b", r"still (?:have|got)\b", r"rental status",
-        r"return (?:date|by)\b", r"did you receive", r"have i returned", r"checked out",
+        r"return (?:dates?|by)\b", r"did you receive", r"have i returned", r"checked out",
         r"(?:anything|any (?:rentals?|films?|dvds?|movies?)) (?:still )?out\b",
         r"\brentals? out\b", r"\bdo i have out\b", r"\bhave i got out\b",
         r"need to (?:go|come|be) back", r"what i(?:'ve| have)? rented", r"what have i rented",
@@ -102,6 +116,9 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"\bannoy", r"wrong (?:disc|dvd|film|movie|case)", r"\bdamaged\b", r"\bfaulty\b",
         r"(?:won'?t|would not|wouldn'?t|doesn'?t|didn'?t|does not|did not) play",
         r"too (?:loud|noisy|cold|hot|dark|crowded)", r"\bnoisy\b", r"could(?:n'?t| not) hear",
+        r"\bwaiting (?:for )?(?:weeks|two weeks|a week|ages|forever)",
+        r"(?:are|were) all (?:out|gone)",
+        r"\bnever (?:have|has|got) (?:any|a) cop",
     )),
     ("praise", (
         r"thank(?:s| you) (?:so much |very much )?for\b", r"\blove(?:d)?\b", r"\bgreat\b",
@@ -110,6 +127,156 @@ _INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"recommendation", r"\bhelpful\b", r"\blovely\b", r"killer (?:film|movie)",
     )),
 )
+
+# Requests only a person may answer, whatever else the email asks. The safety check forces the
+# clearest of these; the rules model reads them too, so that a request it cannot see as risky
+# is still never drafted, and escalates with its own reason code rather than "other".
+_THIRD_PARTY = (r"(?:husband|wife|partner|daughter|son|mother|father|mum|mom|dad|tenant|"
+                r"neighbou?r|ex|ex-partner|roommate|flatmate|sister|brother|girlfriend|boyfriend)")
+_STAFF_ONLY_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("safety_concern", (
+        r"fire (?:waiting to happen|hazard|risk)", r"if there (?:was|were) a fire",
+        r"\bsparking\b", r"smell\w* (?:like |of )?burning",
+        r"\bslipped (?:on|and (?:fell|went down))", r"\b(?:man|woman|person|customer|kid|child) "
+        r"(?:\w+ )?slipped\b",
+        r"hit (?:his|her|my) head", r"\bcut (?:his|her|my|their) (?:hand|finger|thumb|arm|leg)",
+        r"\bsliced\b", r"\bambulance\b",
+        r"emergency exit", r"followed (?:her|him|me|them|my)", r"following (?:people|women|kids)",
+        r"hanging around (?:the )?kids", r"talk(?:s|ing)? to (?:the )?children",
+        r"(?:don'?t|do not) see the point (?:of|in) (?:much|anything|living|going on)",
+        r"put my fist through", r"(?:hurt|kill) (?:myself|someone|somebody|him|her|you)",
+        r"\bself[- ]harm", r"\bsuicid",
+    )),
+    ("harassment", (
+        r"\b(?:idiots?|morons?|creeps?|clowns|halfwits?|dumbest|brain-?dead|imbeciles?|"
+        r"illiterate)\b", r"(?:her|his) schedule\b", r"what car (?:he|she) drives",
+        r"where (?:he|she) lives", r"gives? me (?:her|his) number", r"(?:she|he) should smile",
+        r"should be ashamed to be alive", r"preferably over drinks",
+    )),
+    ("privacy_request", (
+        r"\b(?:delete|erase|remove|wipe|purge) (?:me\b|all (?:of )?my|my (?:data|details|info\w*|"
+        r"account|rental history|viewing history|personal|history))",
+        r"(?:what|which)(?: personal)? (?:data|info\w*|details|personal details) (?:do |are )?"
+        r"(?:you|u|ur) (?:have|hold|keep|store|keeping|holding)",
+        r"(?:have|hold|keep|keeps|store) (?:on|about) me\b", r"\bkeeps? about me\b",
+        r"copy of (?:everything|all|my (?:personal )?(?:data|information|details))",
+        r"\bpersonal (?:data|info\w*|details)\b", r"(?:stop|quit) (?:keeping|tracking|storing)",
+        r"\b(?:gdpr|subject access request)\b",
+        r"\bmy " + _THIRD_PARTY + r"(?:'s)? (?:rentals|account|address)",
+        r"\bmy " + _THIRD_PARTY + r" (?:has|had) (?:also )?(?:an )?account",
+        r"\b(?:she|he) has (?:been )?rent", r"what (?:films|movies) (?:she|he) ",
+        r"which store (?:she|he) ", r"what address (?:she|he) ",
+        r"(?:which|what) (?:postal )?address (?:and phone number )?(?:you'?ve|you have|do you "
+        r"have)",
+    )),
+    ("fraud_chargeback", (
+        r"(?:don'?t|do not|didn'?t|did not) recogni[sz]e", r"\bhacked\b", r"\bchargeback\b",
+        r"someone (?:else )?(?:has|is using|has been using|used|got|is renting)",
+        r"has (?:one of )?my (?:bank )?cards?", r"\bstolen (?:card|details)",
+        r"\bunauthori[sz]ed\b",
+        r"(?:store|shop) i'?ve never been to", r"\bfraud",
+    )),
+    # Damage the customer caused: replacement and fees for it are a person's decision.
+    ("other", (
+        r"\bchewed\b", r"\bi (?:broke|snapped|cracked|damaged|spilled)\b",
+        r"\bi dropped (?:the|my|a) (?:disc|dvd|case|film|movie)\b",
+        r"\bmy (?:dog|cat|kid|son|daughter|toddler)\b[^.!?]{0,40}\b(?:broke|snapped|scratched|"
+        r"damaged|got hold of)\b",
+    )),
+    ("media_inquiry", (
+        r"\b(?:podcast|journalist|newspaper|magazine|documentary)\b[\s\S]{0,300}\b(?:interview|"
+        r"feature|episode|comment|come on|story|article|piece)\b",
+        r"\b(?:interview|comment) for (?:a|an|our|my) (?:story|article|piece|episode|podcast)",
+    )),
+)
+_COMPILED_STAFF_ONLY = tuple(
+    (code, tuple(re.compile(p, re.I) for p in patterns)) for code, patterns in _STAFF_ONLY_INTENTS
+)
+
+
+def staff_only_intent(text: str) -> str | None:
+    """The reason code of a request only a person may answer, when the email makes one."""
+    for code, patterns in _COMPILED_STAFF_ONLY:
+        if any(pattern.search(text) for pattern in patterns):
+            return code
+    return None
+
+
+# Asks the whole-email rules above do not name, read sentence by sentence: questions the
+# policy answers, and the everyday ways customers ask for a due date, a price or a copy.
+_SENTENCE_INTENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # What staff decide comes first: "please refund the late fee" is a refund, not a fee question.
+    ("refund_request", (
+        r"\brefund", r"money back",
+        r"put (?:it|that|the \$?[\d.]+|my \$?[\d.]+)[\w ]{0,30} back on "
+        r"my card", r"\b(?:want|need) (?:that|the|my) \$?[\d.]+ (?:back|returned)",
+    )),
+    ("fee_waiver_request", (
+        r"\bwaive", r"let (?:it|this|that|the fee) (?:go|slide)", r"\bforgive (?:the|this|it)",
+        r"drop the (?:late )?fee",
+    )),
+    ("policy_question", (
+        r"what happens if\b", r"\bper day\b", r"\ba day late\b", r"\bday or two (?:over|late)",
+        r"how much (?:is|are|do you charge for|would) (?:the |a )?(?:late|overdue)",
+        r"how (?:are|do you work out|do you calculate) (?:late )?fees",
+        r"charge by the (?:hour|day)", r"\b(?:longest|maximum|max) rental",
+        r"how long (?:can|do) (?:i|we|you) (?:keep|have|rent)", r"\brental (?:period|duration)",
+        r"how many days (?:do|can|will|would) (?:i|we|you) (?:get|have|keep)",
+        r"what (?:am i|are we) looking at", r"cost of an extra day",
+        r"what(?:'s| is) the (?:actual )?rule", r"\bgrace period", r"counts? as lost",
+        r"\bwhat happens\b", r"\bthe most (?:it|i|they) (?:can|could|would|will)\b",
+        r"\bmax(?:imum)? (?:number of )?days\b", r"before it counts",
+    )),
+    ("rental_status", (
+        r"\b(?:have|has|got|gotta|need|needs) to (?:be|go|come) back\b",
+        r"\bwhen(?:'s| is| does| do)\b[^?]{0,60}\b(?:due|back)\b", r"\bdue (?:date|back|today|"
+        r"tonight|tomorrow)\b", r"\bwhat (?:do|have) i (?:got |have )?out\b",
+        r"\bwhat i have out\b", r"\b(?:was|is) (?:that|it) due\b", r"\bwhen(?:'s| is) it due\b",
+        r"\bwhen (?:is|was) \w+(?: \w+){0,3} due\b", r"\bchecked (?:it )?in\b",
+        r"\bdue when\b", r"\bis \w+(?: \w+){0,3} (?:late|overdue)\b", r"\bon time\b",
+        r"\bdue dates?\b", r"\b(?:is|are) (?:\w+ )?due\b", r"\bdue first\b",
+    )),
+    ("catalog_question", (
+        r"\bis it in\b", r"\bin (?:right now|at the moment|at my store)\b", r"on the shelf",
+        r"\b(?:have|got) (?:it|a copy|any copies) in\b", r"what(?:'s| is) it rated",
+        r"\brating\b", r"\brated\b", r"how much (?:is|does) (?:it|that one|\w+ \w+) (?:cost|to "
+        r"rent)", r"how much to rent", r"\bdo you (?:have|carry|stock)\b",
+    )),
+    ("billing_question", (
+        r"what(?:'s| is| was) (?:this|that|the) (?:charge|payment|fee)",
+        r"how did (?:you|u) get", r"\bwhat (?:part|portion) of\b", r"\bget a late fee\b",
+        r"\bwhy (?:was|am|did) i (?:charged|billed)", r"\bwhat (?:was|is) (?:each|it) for\b",
+        r"how many days you counted", r"adds? up\b", r"\bexplain (?:the|this|that|it)\b",
+        r"\bhow many days\b", r"\b(?:was|were) i (?:really )?\d+ days? late",
+        r"\bdates you used\b", r"\brang up\b", r"\binstead of\b", r"\bhow (?:did|do) you get\b",
+        r"\bhow (?:the|that) (?:extra|fee|charge) was\b", r"\bthe extra\b",
+        r"\bbreak (?:it|that|this|them) down\b", r"\bbreakdown\b",
+    )),
+    ("account_change", (
+        r"\baccount (?:isn'?t|is not|was not|wasn'?t) active", r"get back to renting",
+        r"\bcan'?t rent anymore", r"\bcannot rent any ?more",
+    )),
+    ("praise", (
+        r"said thanks", r"keep (?:doing|up) (?:what|the good)", r"\bshout[- ]?out\b",
+        r"\bthe staff (?:at|in) my store (?:always|are)",
+    )),
+)
+_COMPILED_SENTENCE_INTENTS = tuple(
+    (code, tuple(re.compile(p, re.I) for p in patterns)) for code, patterns in _SENTENCE_INTENTS
+)
+
+
+def classify_sentence(sentence: str) -> str | None:
+    """The intent of one sentence of the new message, or None when the rules do not know it."""
+    text = sentence.lower()
+    for code, patterns in _COMPILED_SENTENCE_INTENTS:
+        if any(pattern.search(text) for pattern in patterns):
+            return code
+    for code, compiled in _COMPILED_INTENTS:
+        if any(pattern.search(text) for pattern in compiled):
+            return None if code == "other" else code
+    return None
+
 
 _DISPUTE_WORDS = (
     r"on time|in time|\bearly\b|before (?:it was |the )?due(?: date)?|on the due date|"
@@ -152,6 +319,13 @@ _NOT_COVERED = re.compile(
     r"(?:been )?scanned|drop ?box|after[- ]hours (?:box|slot)|return slot"
 )
 
+# The customer says the records are wrong or staff promised otherwise (not a miscount).
+_FACTS_DISPUTED = re.compile(
+    r"\b(?:records?|system) (?:are|is|must be) wrong\b|\bit'?s not lost\b|\bnot lost\b|"
+    r"\b(?:clerk|staff|cashier|manager)\b[^.!?]{0,40}\b(?:said|told me)\b[\s\S]{0,160}\bno "
+    r"(?:late )?fee"
+)
+
 # "How are late fees calculated?": the rule itself belongs in the answer.
 _GENERAL_FEE_QUESTION = re.compile(
     r"how (?:exactly )?(?:are|do|does|is) (?:your |the )?(?:late )?fees?|\bmaximum\b|\bcap\b"
@@ -191,6 +365,7 @@ _NO_POLICY_POINT = frozenset({"praise", "complaint"})
 
 _TOOL_NAMES_DECISION = "TriageDecision"
 _RENTAL_ROWS = 12
+_CATALOG_ROWS = 30
 
 
 def looks_english(text: str) -> bool:
@@ -209,8 +384,11 @@ def classify_intent(subject: str, body: str) -> str:
     records show as out went back), which the decision files under ``billing_question``.
     """
     text = f"{subject}\n{body}".lower()
-    if not text.strip() or not looks_english(text):
+    if not text.strip() or not looks_english(text) or not detect_language(body).is_english:
         return "other"
+    staff_only = staff_only_intent(text)
+    if staff_only is not None:
+        return staff_only
     if _SAYS_RETURNED.search(text) and _RECORDS_SAY_OUT.search(text):
         return "disputed_return"
     complaint_tone = bool(_COMPLAINT_TONE.search(text))
@@ -232,7 +410,8 @@ _TITLE_STOPWORDS = frozenset({
 def extract_titles(text: str) -> list[str]:
     """Film titles the customer may name: quoted text, runs of capitals, then Title Case runs."""
     found: list[str] = []
-    for match in re.finditer(r"[\"“”']([^\"“”'\n]{2,60})[\"“”']", text):
+    # A quote mark inside a word is an apostrophe ("what's it rated"), not a quotation.
+    for match in re.finditer(r"(?<!\w)[\"“”']([^\"“”'\n]{2,60})[\"“”'](?!\w)", text):
         found.append(match.group(1).strip())
     for match in re.finditer(r"\b([A-Z][A-Z0-9'&]+(?:[ -]+[A-Z][A-Z0-9'&]+)+)\b", text):
         found.append(" ".join(match.group(1).split()))
@@ -263,6 +442,14 @@ class CaseReading:
     tool_errors: list[str] = field(default_factory=list)
     intent: str = "other"
     titles: list[str] = field(default_factory=list)
+    #: The new message read sentence by sentence (asks, context, courtesies).
+    message: MessageReading = field(default_factory=MessageReading)
+    #: The language of the new message (ISO 639-1) when it is confidently not English.
+    foreign_language: str | None = None
+    #: The reviewer's message when the last draft was rejected.
+    revision_request: str | None = None
+    #: The arguments of the model's previous draft call, when there was one.
+    previous_draft: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:
@@ -294,6 +481,28 @@ class CaseReading:
         return rows
 
 
+_FORWARD_HEADER = re.compile(r"^(?:from|date|sent|to|cc|subject):.*$", re.I | re.M)
+
+
+def own_forwarded_text(quoted: str, sender: str) -> str:
+    """The text of a message the sender forwarded from their own address, else ``""``.
+
+    Quoted history is context (usually our own earlier reply); a forwarded message written by
+    the same sender ("Sending again since I didn't hear back") carries the question itself.
+    """
+    first = re.search(r"^From:[^\n]*?([\w.+-]+@[\w.-]+)", quoted, re.M | re.I)
+    if not first or not sender or first.group(1).casefold() != sender.casefold():
+        return ""
+    body = quoted[first.start():]
+    lines = body.splitlines()
+    index = 0
+    while index < len(lines) and (not lines[index].strip()
+                                  or _FORWARD_HEADER.match(lines[index].strip())):
+        index += 1
+    text = "\n".join(line.lstrip("> ").rstrip() for line in lines[index:])
+    return text.strip()[:4000]
+
+
 def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
     """Parse the delimited email, the facts and the tool results out of the messages."""
     reading = CaseReading()
@@ -301,15 +510,25 @@ def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
     for message in messages:
         text = message.content if isinstance(message.content, str) else str(message.content)
         if isinstance(message, HumanMessage):
+            rejected = _REVIEWER_REJECTION.search(text)
+            if rejected:
+                reading.revision_request = rejected.group(1).strip()
             parsed = parse_email(text)
             if parsed is not None:
-                reading.subject, reading.body, _quoted = parsed
+                reading.subject, reading.body, quoted = parsed
+                sender = re.search(r"^From: [^\n]*<([^>\n]*)>", text, re.M)
+                forwarded = own_forwarded_text(quoted, sender.group(1) if sender else "")
+                if forwarded:
+                    # The customer forwarded their own earlier message: it is the question.
+                    reading.body = f"{reading.body}\n\n{forwarded}".strip()
             facts = parse_facts(text)
             if facts is not None:
                 reading.facts.update(facts)
         elif isinstance(message, AIMessage):
             for call in message.tool_calls:
                 calls[str(call.get("id"))] = call["name"]
+                if call["name"] == "draft_customer_email":
+                    reading.previous_draft = dict(call.get("args") or {})
         elif isinstance(message, ToolMessage):
             name = calls.get(message.tool_call_id, message.name or "")
             if message.status == "error":
@@ -322,40 +541,74 @@ def read_case(messages: Sequence[BaseMessage]) -> CaseReading:
             reading.results.setdefault(name, []).append(value)
     reading.intent = classify_intent(reading.subject, reading.body)
     reading.titles = extract_titles(reading.text)
+    guess = detect_language(reading.body)
+    if not guess.is_english:
+        reading.foreign_language = guess.name
+    else:
+        reading.message = read_message(reading.body, classify_sentence)
+        asked = list(dict.fromkeys(s.intent for s in reading.message.sentences if s.intent))
+        if reading.intent == "other" and asked and staff_only_intent(reading.text) is None:
+            # The whole-email rules missed it, but a sentence says what the customer wants.
+            first = asked[0]
+            reading.intent = "billing_question" if first == "policy_question" else first
     return reading
+
+
+_REVIEWER_REJECTION = re.compile(r"a reviewer rejected the draft \([^)]*\): (.+)", re.S)
 
 
 # --------------------------------------------------------------------------------------------
 # Investigation: which tools to call for an intent.
 
 
-def _rentals_query(titles: Sequence[str]) -> str:
+def _title_condition(column: str, words: Sequence[str]) -> str:
+    # Any title sharing a word with what the customer wrote; rapidfuzz then picks the film.
+    likes = [f"lower({column}) LIKE {_sql_literal('%' + w + '%')}" for w in words]
+    return "(" + " OR ".join(likes) + ")" if likes else "0 = 1"
+
+
+def _words_matched(column: str, words: Sequence[str]) -> str:
+    # How many of the customer's words a title contains: "titanic boondock" ranks the film
+    # with both words above films sharing one.
+    terms = [f"CASE WHEN lower({column}) LIKE {_sql_literal('%' + w + '%')} THEN 1 ELSE 0 END"
+             for w in words]
+    return "(" + " + ".join(terms) + ")" if terms else "0"
+
+
+def _rentals_query(titles: Sequence[str], words: Sequence[str] = ()) -> str:
     # One query: the sender's rentals (named films first, then those still out, then the most
     # recent), each with its payments. Few columns and rows keep it under the tool's output cap.
+    # The ranking sits at the end of the inner query, so the tables read come first in the text
+    # a reviewer sees.
     named = ", ".join(_sql_literal(t.lower()) for t in titles) or "''"
+    condition = f"lower(title) IN ({named}) OR {_title_condition('title', words)}"
     return (
         "SELECT r.rental_id, r.title, r.rental_date, r.due_date, r.return_date, r.rental_rate, "
         "r.replacement_cost, p.payment_id, p.amount FROM ("
         "SELECT rental_id, title, rental_date, due_date, return_date, rental_rate, "
-        "replacement_cost, "
-        "CASE WHEN lower(title) IN (" + named + ") THEN 0 ELSE 1 END AS named_first, "
-        "CASE WHEN return_date IS NULL THEN 0 ELSE 1 END AS open_first "
-        "FROM my_rentals ORDER BY named_first, open_first, rental_date DESC "
+        "replacement_cost FROM my_rentals "
+        "ORDER BY CASE WHEN " + condition + " THEN 0 ELSE 1 END, "
+        "CASE WHEN return_date IS NULL THEN 0 ELSE 1 END, rental_date DESC "
         f"LIMIT {_RENTAL_ROWS}) AS r "
         "LEFT JOIN my_payments AS p ON p.rental_id = r.rental_id "
-        "ORDER BY r.named_first, r.open_first, r.rental_date DESC, p.payment_id"
+        "ORDER BY CASE WHEN r.return_date IS NULL THEN 0 ELSE 1 END, r.rental_date DESC, "
+        "p.payment_id"
     )
 
 
-def _catalog_query(titles: Sequence[str]) -> str:
-    named = ", ".join(_sql_literal(t.lower()) for t in titles)
+def _catalog_query(titles: Sequence[str], words: Sequence[str] = ()) -> str:
+    named = ", ".join(_sql_literal(t.lower()) for t in titles) or "''"
     return (
-        "SELECT f.film_id, f.title, f.rating, f.rental_rate, i.store_id, "
+        "SELECT f.film_id, f.title, f.rating, f.rental_rate, f.rental_duration, i.store_id, "
         "COUNT(i.inventory_id) AS copies FROM film AS f "
         "LEFT JOIN inventory AS i ON i.film_id = f.film_id "
-        f"WHERE lower(f.title) IN ({named}) "
-        "GROUP BY f.film_id, f.title, f.rating, f.rental_rate, i.store_id "
-        "ORDER BY f.title, i.store_id"
+        f"WHERE lower(f.title) IN ({named}) OR {_title_condition('f.title', words)} "
+        "GROUP BY f.film_id, f.title, f.rating, f.rental_rate, f.rental_duration, i.store_id "
+        f"ORDER BY CASE WHEN lower(f.title) IN ({named}) THEN 0 ELSE 1 END, "
+        f"{_words_matched('f.title', words)} DESC, f.title, i.store_id "
+        # Titles spelt exactly come first; the rest are fuzzy candidates, few enough that the
+        # result stays under the tool's output cap (a cut result cannot be read).
+        f"LIMIT {_CATALOG_ROWS}"
     )
 
 
@@ -365,11 +618,15 @@ def plan_investigation(reading: CaseReading) -> list[tuple[str, dict[str, Any]]]
     forced = bool(reading.facts.get("forced_escalation"))
     calls: list[tuple[str, dict[str, Any]]] = [("get_current_date", {})]
     # A forced escalation still gathers the account facts: the human team reads them.
-    wants_account = forced or intent in _ACCOUNT_INTENTS
+    asked = set(reading.message.intents())
+    words = title_search_words(reading.text, reading.titles)
+    wants_account = forced or intent in _ACCOUNT_INTENTS or bool(asked & _ACCOUNT_INTENTS)
     if wants_account and reading.verified:
-        calls.append(("run_sql_query", {"query": _rentals_query(reading.titles)}))
-    if not forced and intent in ("catalog_question", "praise") and reading.titles:
-        calls.append(("run_sql_query", {"query": _catalog_query(reading.titles)}))
+        calls.append(("run_sql_query", {"query": _rentals_query(reading.titles, words)}))
+    wants_catalog = (intent in ("catalog_question", "praise")
+                     or bool(asked & {"catalog_question", "policy_question"}))
+    if not forced and wants_catalog and (reading.titles or words):
+        calls.append(("run_sql_query", {"query": _catalog_query(reading.titles, words)}))
     if forced:
         area = "escalation"
     elif intent == "account_change" or (intent in _ACCOUNT_INTENTS and not reading.verified):
@@ -466,9 +723,35 @@ def _rentals(reading: CaseReading) -> list[RentalFacts]:
     return list(rentals.values())
 
 
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_MONTH_NAMED = re.compile(
+    r"\b(" + "|".join(f"{m[:3]}(?:{m[3:]})?" for m in _MONTHS) + r")\b\.?", re.I)
+
+
+def _months_named(text: str) -> set[int]:
+    """Months the customer names ("in August", "Feb 6"); "may" only with a day after it."""
+    months = set()
+    for match in _MONTH_NAMED.finditer(text):
+        word = match.group(1).lower()
+        if word == "may" and not re.match(r"\s+\d", text[match.end():]):
+            continue
+        months.add(next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(word[:3])))
+    return months
+
+
 def _named_rentals(reading: CaseReading, rentals: list[RentalFacts]) -> list[RentalFacts]:
-    text = reading.text.lower()
-    return [r for r in rentals if r.title.lower() in text]
+    # Typos, partial titles and any case still name the film (rapidfuzz, rules_asks). A film
+    # rented more than once: the rental in the month the customer names comes first.
+    names = named_titles([r.title for r in rentals], reading.text)
+    months = _months_named(reading.body)
+
+    def in_named_month(rental: RentalFacts) -> int:
+        dates = [rental.rental_date, rental.due_date, rental.return_date]
+        return 0 if any(d is not None and d.month in months for d in dates) else 1
+
+    return sorted((r for r in rentals if r.title in names),
+                  key=lambda r: (names.index(r.title), in_named_month(r)))
 
 
 def _money(value: float) -> str:
@@ -525,13 +808,231 @@ def _rental_history_lines(rental: RentalFacts, today: date | None) -> list[str]:
     return lines
 
 
+def _one_per_title(rentals: list[RentalFacts]) -> list[RentalFacts]:
+    """The first rental of each title (a film rented twice is named once)."""
+    seen: dict[str, RentalFacts] = {}
+    for rental in rentals:
+        seen.setdefault(rental.title, rental)
+    return list(seen.values())
+
+
+def _lost_charge_explained(rental: RentalFacts, today: date | None) -> bool:
+    """A rental past the lost threshold, charged exactly its price plus replacement cost."""
+    if not rental.is_lost(today) or rental.amount is None:
+        return False
+    return abs(rental.amount - (rental.rental_rate + rental.replacement_cost)) < 0.005
+
+
 def _duplicates(rentals: list[RentalFacts]) -> list[RentalFacts]:
     return [r for r in rentals if len(r.payments) > 1
             and len({a for a, _ in r.payments}) < len(r.payments)]
 
 
 def analyse(reading: CaseReading) -> Analysis:
-    """Turn the reading into a route, findings and next steps."""
+    """Turn the reading into a route, findings and next steps, covering every ask.
+
+    The email's main intent is analysed first; then each other ask of the new message gets its
+    own answer. An ask the rules cannot answer, or a question they cannot read at all, sends the
+    whole email to a person with what was answered on the ticket: abstain rather than guess.
+    """
+    if reading.facts.get("forced_escalation"):
+        return _analyse_intent(reading)
+    if reading.foreign_language:
+        return Analysis("escalate", "other",
+                        f"The email is written in {reading.foreign_language}; a person who "
+                        f"reads {reading.foreign_language} answers it.", [], [],
+                        [str(h.get("section_id")) for h in _policy_hits(reading)],
+                        "your message", False)
+    analysis = _analyse_intent(reading)
+    if analysis.route != "draft":
+        return analysis
+    return _cover_every_ask(reading, analysis)
+
+
+def _partly_understood(analysis: Analysis, code: str, why: str) -> Analysis:
+    return Analysis("escalate", code, f"Partly understood: {why} The answered part is on the "
+                    "ticket.", analysis.findings, analysis.next_steps, analysis.policy_refs,
+                    analysis.summary, analysis.apologetic)
+
+
+def _cover_every_ask(reading: CaseReading, analysis: Analysis) -> Analysis:
+    today = reading.today
+    rentals = _rentals(reading)
+    catalog = _catalog_rows(reading)
+    catalog_titles = list(dict.fromkeys(str(r.get("title")) for r in catalog))
+    primary = analysis.reason_code
+    fallback = primary if primary not in ("praise", "complaint") else "other"
+    topic = _TOPIC_WORDS.get(primary)
+    known_titles = [r.title for r in rentals] + catalog_titles
+    unread_questions = [q for q in reading.message.unaccounted
+                        if not (topic is not None and topic.search(q.text))
+                        and not _rhetorical(q.text)
+                        # A question about a film the investigation found is about that film.
+                        and not (primary in _FILM_INTENTS and named_titles(known_titles, q.text))]
+    if unread_questions:
+        unread = unread_questions[0].text
+        return _partly_understood(analysis, fallback,
+                                  f"the rules could not read the question \"{unread[:160]}\".")
+    ambiguous = ambiguous_titles(catalog_titles, reading.text)
+    if ambiguous:
+        return _partly_understood(analysis, fallback,
+                                  "the customer could mean " + " or ".join(ambiguous[:3]) + ".")
+    said = " ".join(analysis.findings + analysis.next_steps).lower()
+    for ask in reading.message.asks:
+        intent = ask.intent or primary
+        if intent == primary or (intent == "billing_question" and primary in
+                                 ("late_fee_dispute", "fee_waiver_request")):
+            continue
+        films = named_titles([r.title for r in rentals] + catalog_titles, ask.text)
+        if not films and (intent in ("policy_question", "catalog_question") or re.search(
+                r"\b(?:it|that|that one|this one|them|they)\b", ask.text, re.I)):
+            # "How long can we keep it?": the film named earlier in the message.
+            films = named_titles([r.title for r in rentals] + catalog_titles, reading.body)[:1]
+        if not reading.verified and intent in (*_ACCOUNT_INTENTS, "account_change"):
+            continue  # the reply already says account details need the address on file
+        if intent in ("refund_request", "fee_waiver_request", "late_fee_dispute",
+                      "account_change", "disputed_return"):
+            code = "billing_question" if intent == "disputed_return" else intent
+            return _partly_understood(analysis, code,
+                                      f"the customer also asks something staff decide "
+                                      f"({intent.replace('_', ' ')}).")
+        if intent == "rental_status":
+            named = [r for r in rentals if r.title in films] or [
+                r for r in rentals if r.return_date is None]
+            for rental in named[:3]:
+                if rental.title.lower() in said and _day(rental.due_date).lower() in said:
+                    continue
+                analysis.findings.append(
+                    f"{rental.title} (rented {_day(rental.rental_date)}) is due back on "
+                    f"{_day(rental.due_date)}."
+                    if rental.return_date is None else
+                    f"{rental.title} was due back on {_day(rental.due_date)} and was returned on "
+                    f"{_day(rental.return_date)}.")
+            if not named:
+                return _partly_understood(analysis, fallback,
+                                          "no rental in the account answers the due-date ask.")
+        elif intent == "billing_question":
+            named = [r for r in rentals if r.title in films]
+            if not named:
+                # "I'd like to see how it was worked out": the charged films the email names.
+                named = [r for r in _named_rentals(reading, rentals)
+                         if r.return_date is not None and r.days_late(today) > 0]
+            priced = [r for r in catalog if str(r.get("title")) in films]
+            if not named and priced:
+                # "How much is Crystal Trail?": a catalog price, not a charge on the account.
+                analysis.findings.extend(line for line in _stock_lines(priced)
+                                         if line not in analysis.findings)
+                continue
+            if not named and primary in ("rental_status", "late_fee_dispute"):
+                continue  # the main answer already gives the dates and fees of the rentals
+            if not named:
+                return _partly_understood(analysis, "billing_question",
+                                          "no rental in the account matches the charge asked "
+                                          "about.")
+            for rental in _one_per_title(named)[:3]:
+                history = _rental_history_lines(rental, today)
+                if history[0] not in analysis.findings:
+                    analysis.findings.extend(history)
+            if all(r.return_date is None for r in named) and "late fees are" not in said:
+                analysis.findings.append(_late_fee_rule())
+        elif intent == "catalog_question":
+            rows = [r for r in catalog if str(r.get("title")) in films]
+            if not rows:
+                return _partly_understood(analysis, "catalog_question",
+                                          "the film asked about was not found in the catalog.")
+            analysis.findings.extend(_stock_lines(rows))
+        elif intent == "policy_question":
+            if re.search(r"longest|maximum|\bmax\b|how long|period|duration|how many days (?:do|"
+                         r"can|will|would)", ask.text, re.I):
+                rows = [r for r in catalog if str(r.get("title")) in films]
+                if rows and re.search(r"longest|maximum|\bmax\b", ask.text, re.I) and not films:
+                    rows = []
+                if not rows and primary == "rental_status" and rentals:
+                    continue  # the due dates given answer how long the customer may keep them
+                if not rows:
+                    return _partly_understood(analysis, fallback,
+                                              "rental periods differ by film and none was named.")
+                analysis.findings.extend(_duration_lines(rows))
+            elif "late fees are" not in said:
+                analysis.findings.append(_late_fee_rule())
+        elif intent == "praise":
+            analysis.next_steps.append("Thank you for your kind words; we have shared them with "
+                                       "the team.")
+        elif intent == "complaint":
+            analysis.apologetic = True
+        said = " ".join(analysis.findings + analysis.next_steps).lower()
+    return analysis
+
+
+# Words that tie a follow-up question to the email's main ask ("How many days did you count?"
+# in a fee question is part of the same ask, not a new one).
+_FILM_INTENTS = frozenset({"catalog_question", "rental_status", "billing_question",
+                           "late_fee_dispute", "praise"})
+_FEE_TOPIC = (r"\b(?:fees?|charge[ds]?|late|days?|extra|rest|remainder|balance|difference|"
+              r"amount|numbers?|rule|grace|"
+              r"cost|price|pay|paid|dollars?|bucks|cents|explain|add(?:s)? up|dates?|times?|"
+              r"counted|count|hours?|arrived at|work(?:s|ed)? out|how does that work|"
+              r"break(?:down)?)"
+              r"\b|\$|\d")
+_TOPIC_WORDS: dict[str, re.Pattern[str]] = {
+    "billing_question": re.compile(_FEE_TOPIC, re.I),
+    "late_fee_dispute": re.compile(_FEE_TOPIC, re.I),
+    "fee_waiver_request": re.compile(_FEE_TOPIC, re.I),
+    "rental_status": re.compile(r"\b(?:due|back|return\w*|dates?|late|days?|out|rent\w*|"
+                                r"when|keep|tuesday|wednesday|thursday|friday|saturday|sunday|"
+                                r"monday|tomorrow|tonight|today)\b|\d", re.I),
+    "catalog_question": re.compile(r"\b(?:stock|cop(?:y|ies)|available|carry|have|rent\w*|"
+                                   r"price|cost|rated|rating|store|shelf|in)\b", re.I),
+    # A question inside a complaint is usually a suggestion ("Maybe schedule more staff?").
+    "complaint": re.compile(r"\b(?:maybe|perhaps|should|why (?:not|don'?t)|staff|store|more|"
+                           r"someone|people)\b", re.I),
+    "account_change": re.compile(r"\b(?:account|change|update|address|e-?mail|name|phone|"
+                                 r"store|active|renting|rent)\b", re.I),
+}
+
+
+def _rhetorical(question: str) -> bool:
+    """A short exclamation-question ("Seriously?", "is that true?") that asks for nothing new."""
+    words = [w for w in re.findall(r"[a-z']+", question.lower())
+             if w not in ("lol", "haha", "lmao", "ha", "ok", "so", "just")]
+    return len(words) <= 4
+
+
+def _stock_lines(rows: list[dict[str, Any]]) -> list[str]:
+    films: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        films.setdefault(str(row.get("title")), []).append(row)
+    lines = []
+    for film_title, film_rows in list(films.items())[:2]:
+        stocked = sorted({int(r["store_id"]) for r in film_rows
+                          if r.get("store_id") is not None and int(r.get("copies") or 0) > 0})
+        price = film_rows[0].get("rental_rate")
+        rated = film_rows[0].get("rating")
+        extra = ""
+        if price is not None:
+            extra = f" It rents for {_money(float(price))}"
+            extra += f" and is rated {rated}." if rated else "."
+        if stocked:
+            stores = " and ".join(f"store {s}" for s in stocked)
+            only = " only" if len(stocked) == 1 else ""
+            lines.append(f"{film_title} is stocked at {stores}{only}.{extra}")
+        else:
+            lines.append(f"{film_title} is in our catalog but no store currently stocks a "
+                         f"copy.{extra}")
+    return lines
+
+
+def _duration_lines(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, int] = {}
+    for row in rows:
+        if row.get("rental_duration") is not None:
+            seen.setdefault(str(row.get("title")), int(row["rental_duration"]))
+    return [f"{title} can be kept for {_plural(days, 'day')} per rental."
+            for title, days in list(seen.items())[:3]]
+
+
+def _analyse_intent(reading: CaseReading) -> Analysis:
+    """Turn the reading's main intent into a route, findings and next steps."""
     facts = reading.facts
     policy_refs = [str(hit.get("section_id")) for hit in _policy_hits(reading)]
     apologetic = bool(_COMPLAINT_TONE.search(reading.text))
@@ -553,8 +1054,12 @@ def analyse(reading: CaseReading) -> Analysis:
 
     if facts.get("forced_escalation"):
         code = str(facts.get("forced_reason_code") or "other")
-        for item in named[:2]:
+        duplicates = _duplicates(rentals) if not named else []
+        for item in (named or duplicates)[:2]:
             findings.extend(_rental_history_lines(item, today))
+        if duplicates:  # the team that handles money needs them, whatever the reason
+            findings.append("Duplicate payments found for: "
+                            + ", ".join(r.title for r in duplicates) + ".")
         return escalate(code, "The safety check requires a human team.")
 
     if intent in _ACCOUNT_INTENTS and not reading.verified:
@@ -622,10 +1127,31 @@ def analyse(reading: CaseReading) -> Analysis:
         if intent == "late_fee_dispute" and late == 0:
             return escalate("late_fee_dispute",
                             "Records show an on-time return; a possible store error needs billing.")
-        if intent == "late_fee_dispute" and _NOT_COVERED.search(reading.text.lower()):
+        if intent == "late_fee_dispute" and _FACTS_DISPUTED.search(reading.text.lower()):
+            # Not the arithmetic but the records themselves: only the store can check them.
+            return escalate("late_fee_dispute", "The customer disputes what the records say "
+                            "(or what staff told them); billing checks with the store.")
+        if intent != "fee_waiver_request" and _NOT_COVERED.search(reading.text.lower()):
             # The rule does not cover a closed store or a return that was not scanned.
             return escalate("late_fee_dispute",
                             "The customer describes something the late-fee rule does not cover.")
+        if rental.return_date is None and _lost_charge_explained(rental, today):
+            findings.append(f"Together with the rental price of {_money(rental.rental_rate)}, "
+                            f"that makes {_money(rental.amount or 0)}.")
+            steps.append("If you still have the film, please bring it back to any MediaVault "
+                         "store and reply to this e-mail so our billing team can review it.")
+            return draft(intent, "A lost item's replacement charge, per the late-fee policy.",
+                         f"the charge for {rental.title}")
+        only_rental_price = rental.amount is None or abs(rental.amount - rental.rental_rate) < 0.005
+        if rental.return_date is None and intent == "billing_question" and only_rental_price:
+            # Nothing charged yet: what the customer owes is what has built up so far.
+            if late:
+                findings.append(_late_fee_rule())
+            else:
+                findings.append("No late fee has built up on it so far.")
+            steps.append("You can return rentals at any MediaVault store.")
+            return draft(intent, "The rental is still out; its due date and fees so far are "
+                         "read from the account.", f"your rental of {rental.title}")
         if rental.return_date is None:
             return escalate(intent, "The rental is still out; the charge cannot be settled yet.")
         if not rental.amount_follows_rule(today):
@@ -633,10 +1159,19 @@ def analyse(reading: CaseReading) -> Analysis:
                             f"late fee ({_money(rental.rental_rate + rental.late_fee(today))}).")
             return escalate(intent, "The amount charged does not follow the late-fee rule; "
                             "billing must check it.")
+        # Every other film the customer names gets its own explanation (at most three).
+        others = [r for r in _one_per_title(named) if r.title != rental.title][:2]
+        for other in others:
+            findings.extend(_rental_history_lines(other, today))
+            if other.return_date is not None and not other.amount_follows_rule(today):
+                return escalate(intent, f"The amount charged for {other.title} does not follow "
+                                "the late-fee rule; billing must check it.")
         steps.append("If you believe our records are wrong, reply with the details and our "
                      "billing team will take a look.")
+        titles = " and ".join([rental.title, *(o.title for o in others)])
+        plural = "s" if others else ""
         return draft(intent, "The rental records and the late-fee policy explain the charge.",
-                     f"the charge for your rental of {rental.title}")
+                     f"the charge{plural} for your rental{plural} of {titles}")
 
     if intent == "rental_status":
         out = [r for r in rentals if r.return_date is None]
@@ -671,16 +1206,9 @@ def analyse(reading: CaseReading) -> Analysis:
         if not films:
             name = reading.titles[0] if reading.titles else "that title"
             findings.append(f"We could not find {name} in the MediaVault catalog.")
-        for film_title, film_rows in list(films.items())[:2]:
-            stocked = sorted({int(r["store_id"]) for r in film_rows
-                              if r.get("store_id") is not None and int(r.get("copies") or 0) > 0})
-            if stocked:
-                stores = " and ".join(f"store {s}" for s in stocked)
-                only = " only" if len(stocked) == 1 else ""
-                findings.append(f"{film_title} is stocked at {stores}{only}.")
-            else:
-                findings.append(f"{film_title} is in our catalog but no store currently stocks "
-                                "a copy.")
+        named_films = named_titles(list(films), reading.text)
+        films = {t: films[t] for t in named_films} or films
+        findings.extend(_stock_lines([r for rows_ in films.values() for r in rows_]))
         steps.append("Availability changes daily; staff at the store can tell you whether a "
                      "copy is on the shelf.")
         subject = f"whether {next(iter(films))} is available" if films else "a film"
@@ -690,17 +1218,23 @@ def analyse(reading: CaseReading) -> Analysis:
         return _account_change(reading, findings, steps, policy_refs, apologetic)
 
     if intent == "praise":
-        rows = _catalog_rows(reading)
-        if rows:
-            findings.append(f"We are glad you enjoyed {rows[0].get('title')}.")
+        enjoyed = named_titles([str(r.get("title")) for r in _catalog_rows(reading)],
+                               reading.text)
+        if enjoyed:
+            findings.append(f"We are glad you enjoyed {enjoyed[0]}.")
         steps.append("We have shared your kind words with the team.")
         return draft("praise", "Praise acknowledged.", "your kind words")
 
     if intent == "complaint":
-        findings.append("We are sorry about your experience and have logged your feedback.")
+        # The apology opens the reply (tone); a second one here would read as a form letter.
+        findings.append("We have logged your feedback about your experience.")
         steps.append("A store manager will review what happened.")
         return draft("complaint", "Complaint acknowledged.", "your recent experience",
                      sorry=True)
+
+    if intent in {code for code, _ in _STAFF_ONLY_INTENTS} - {"other"}:
+        return escalate(intent, f"The email makes a request only a person may answer "
+                        f"({intent.replace('_', ' ')}).")
 
     reason = ("The email is not in a language the offline rules read."
               if reading.text.strip() and not looks_english(reading.text.lower())
@@ -710,7 +1244,8 @@ def analyse(reading: CaseReading) -> Analysis:
 
 _EMAIL_CHANGE = re.compile(r"\b(?:e-?mail|email address)\b|switch (?:my|the) account|"
                            r"(?:move|transfer) (?:my|the) (?:mediavault )?account")
-_REACTIVATION = re.compile(r"reactivat|re-activat|deactivat|inactive")
+_REACTIVATION = re.compile(r"reactivat|re-activat|deactivat|inactive|(?:isn'?t|is not|not) "
+                           r"active|can'?t rent any ?more|get back to renting")
 _CHANGE_REQUEST = re.compile(r"\b(?:update|change|switch|move|transfer|correct|moved|"
                              r"married|reactivat\w*|close)\b")
 
@@ -845,12 +1380,13 @@ class RulesChatModel(InProcessChatModel):
             return _call(name, {
                 "route": analysis.route,
                 "reason_code": analysis.reason_code,
+                "asks": decision_asks(reading, analysis),
                 "rationale": analysis.rationale,
                 "policy_refs": analysis.policy_refs,
             }, "decision", len(messages))
         if "draft_customer_email" in tools:
             analysis = analyse(reading)
-            return _call("draft_customer_email", {
+            content = {
                 "summary": analysis.summary,
                 "findings": analysis.findings[:8],
                 "policy_refs": analysis.policy_refs[:6],
@@ -859,7 +1395,15 @@ class RulesChatModel(InProcessChatModel):
                 "next_steps": analysis.next_steps[:5] or ["Reply to this e-mail if you have "
                                                           "any other questions."],
                 "tone": "apologetic" if analysis.apologetic else "neutral",
-            }, "draft", len(messages))
+            }
+            if reading.revision_request is not None:
+                revised = revise_draft(content, reading.revision_request, reading.previous_draft)
+                if revised is None:
+                    # Nothing the rules can change answers the reviewer: a person takes over.
+                    return AIMessage(content="The reviewer's request needs a person: "
+                                     + reading.revision_request[:200])
+                content = revised
+            return _call("draft_customer_email", content, "draft", len(messages))
         if "create_escalation_ticket" in tools:
             analysis = analyse(reading)
             decided = str(reading.facts.get("decided_reason_code") or analysis.reason_code)
@@ -884,6 +1428,68 @@ class RulesChatModel(InProcessChatModel):
     def _summary(reading: CaseReading) -> str:
         analysis = analyse(reading)
         return f"Investigation complete: {analysis.reason_code}; {analysis.rationale}"
+
+
+def decision_asks(reading: CaseReading, analysis: Analysis) -> list[dict[str, Any]]:
+    """The customer's asks for the structured decision: intent, entities, sentence."""
+    titles = [r.title for r in _rentals(reading)] + [
+        str(r.get("title")) for r in _catalog_rows(reading)]
+    asks: list[dict[str, Any]] = []
+    for sentence in reading.message.asks[:8]:
+        intent = sentence.intent or analysis.reason_code
+        if intent == "disputed_return":
+            intent = "billing_question"
+        if not reading.verified and intent in _ACCOUNT_INTENTS:
+            intent = "account_change"  # answered by the identity rule, not account data
+        films = named_titles(titles, sentence.text)[:3] if reading.verified else []
+        asks.append({"intent": intent, "sentence": sentence.text[:500],
+                     "entities": [f"film:{t}" for t in films]})
+    if not asks and analysis.route == "draft":
+        # One ask for the email as a whole (a note of thanks, a complaint told as a story).
+        intent = analysis.reason_code
+        asks.append({"intent": intent, "sentence": (reading.subject or reading.body)[:500]
+                     or "(empty)", "entities": []})
+    return asks
+
+
+_SHORTER = re.compile(r"\b(?:short|shorter|shorten|too long|brief|concise|trim|cut)\b", re.I)
+_WARMER = re.compile(r"\b(?:warm|warmer|apolog|sorry|empath|kinder|friendlier|cold|curt|"
+                     r"rude|tone)\w*", re.I)
+_NAME_FILM = re.compile(r"\bname the (?:film|movie|title)\b|\bwhich film\b", re.I)
+_DROP_POLICY = re.compile(r"\b(?:drop|remove|no|without|skip|lose) (?:the )?(?:policy|"
+                          r"paragraph|section)", re.I)
+_DROP_STEPS = re.compile(r"\b(?:drop|remove|no|without|skip|lose) (?:the )?(?:next steps|"
+                         r"what happens next)", re.I)
+
+
+def revise_draft(content: dict[str, Any], request: str,
+                 previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Apply what the rules can of a reviewer's rejection message to the draft content.
+
+    They can shorten, add the apology, name the film, and drop the policy or next-steps
+    section. ``None`` when nothing they can do changes the draft (the reviewer asked for
+    something else, or the result would be the draft already rejected): a person takes over.
+    """
+    revised = dict(content)
+    findings = list(content.get("findings") or [])
+    if _SHORTER.search(request):
+        revised["policy_points"] = []
+        revised["findings"] = findings[:2]
+        revised["next_steps"] = list(content.get("next_steps") or [])[:1]
+    if _WARMER.search(request):
+        revised["tone"] = "apologetic"
+    if _NAME_FILM.search(request):
+        films = [t for f in findings for t in re.findall(r"\b[A-Z]{2,}(?: [A-Z]{2,})+\b", f)]
+        if not films:
+            return None
+        revised["summary"] = f"{content.get('summary', 'your message')} ({films[0]})"[:300]
+    if _DROP_POLICY.search(request):
+        revised["policy_points"] = []
+    if _DROP_STEPS.search(request):
+        revised["next_steps"] = ["Reply to this e-mail if you have any other questions."]
+    if revised == content or (previous is not None and revised == previous):
+        return None
+    return revised
 
 
 def _call(name: str, args: dict[str, Any], tag: str, turn: int) -> AIMessage:

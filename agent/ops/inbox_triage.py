@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +27,18 @@ NOTED_FLAGS = ("non_utf8", "truncated")
 NoteCallback = Callable[[str, str], None]
 
 
-def ensure_demo_database(context: Context) -> bool:
-    """Build the demo database when the configured one is the (missing) demo file."""
+def ensure_demo_database(context: Context, *, as_of: date | None = None) -> bool:
+    """Build the demo database when the configured one is the (missing) demo file.
+
+    It is built for ``context.today`` when set, else for ``as_of`` (else the calendar date).
+    """
     if context.db is not None or context.db_path.exists():
         return False
+    from mediavault.agent.stores.state_files import prepare_home
     from mediavault.tools.business_db.demo_database import build_demo_database
 
-    context.home.mkdir(parents=True, exist_ok=True)
-    build_demo_database(context.db_path, as_of=context.today)
+    prepare_home(context)
+    build_demo_database(context.db_path, as_of=context.today or as_of)
     return True
 
 
@@ -47,9 +52,11 @@ def check_services(context: Context) -> None:
 
     Raises :class:`~mediavault.graph.context.ConfigurationError` or ``BusinessDatabaseError``.
     """
+    from mediavault.agent.stores.state_files import check_state_paths
     from mediavault.agent.wiring import services_for
 
     services = services_for(context)
+    check_state_paths(context)  # a FIFO or device would hang or flood the run
     services.chat_model  # noqa: B018 - building it is the check
     services.business_db  # noqa: B018
 

@@ -22,6 +22,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph.context import ConfigurationError, Context
 
 #: How long a SQLite checkpoint writer waits for another process's write.
@@ -63,6 +64,25 @@ def _psycopg() -> Any:
     return psycopg
 
 
+class CheckpointStoreDamaged(ConfigurationError):
+    """The checkpoint file is damaged; ``mediavault checkpoints repair`` moves it aside."""
+
+
+def checkpoint_damage(context: Context, error: BaseException) -> CheckpointStoreDamaged | None:
+    """The clear error for ``error`` when it says the checkpoint file is damaged, else None."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if not isinstance(error, sqlite3.DatabaseError) or code not in _DAMAGED_FILE_CODES:
+        return None
+    return CheckpointStoreDamaged(
+        f"the checkpoint file {context.checkpoint_path} is damaged ({error}); run "
+        "`mediavault checkpoints repair` to move it aside and continue (recorded outcomes are "
+        "kept in the case store)")
+
+
+#: SQLITE_CORRUPT and SQLITE_NOTADB: the file's content is broken, not merely busy.
+_DAMAGED_FILE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
 def _sqlite_lock(context: Context) -> threading.RLock:
     key = str(context.checkpoint_path.resolve())
     with _SQLITE_LOCKS_GUARD:
@@ -77,7 +97,13 @@ def open_checkpointer(context: Context) -> Iterator[BaseCheckpointSaver[Any]]:
             yield saver
         return
     with _sqlite_lock(context):
-        yield _sqlite_saver(context)
+        try:
+            yield _sqlite_saver(context)
+        except sqlite3.DatabaseError as error:
+            damage = checkpoint_damage(context, error)
+            if damage is None:
+                raise
+            raise damage from None
 
 
 @dataclass
@@ -113,10 +139,11 @@ def _sqlite_saver(context: Context) -> SqliteSaver:
             return entry.saver
     if entry is not None and entry.pid == os.getpid():
         entry.saver.conn.close()
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
+    private_file(path)  # created 0600 here: SQLite would use the umask (world-readable)
     connection = sqlite3.connect(str(path), check_same_thread=False,
                                  timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
-    connection.execute("PRAGMA journal_mode=WAL")
+    _prepare_sqlite(connection)
     saver = SqliteSaver(connection)
     saver.setup()
     with _SQLITE_LOCKS_GUARD:
@@ -151,12 +178,28 @@ async def open_async_checkpointer(context: Context) -> AsyncIterator[BaseCheckpo
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    context.home.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(
-        str(context.checkpoint_path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
-    ) as connection:
-        await connection.execute("PRAGMA journal_mode=WAL")
-        yield AsyncSqliteSaver(connection)
+    prepare_home(context)
+    private_file(context.checkpoint_path)
+    try:
+        async with aiosqlite.connect(
+            str(context.checkpoint_path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
+        ) as connection:
+            # Pruning frees pages that incremental auto-vacuum can return (new files only).
+            await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            await connection.execute("PRAGMA journal_mode=WAL")
+            yield AsyncSqliteSaver(connection)
+    except sqlite3.DatabaseError as error:
+        damage = checkpoint_damage(context, error)
+        if damage is None:
+            raise
+        raise damage from None
+
+
+def _prepare_sqlite(connection: sqlite3.Connection) -> None:
+    # Incremental auto-vacuum lets `mediavault prune` give freed pages back quickly; it takes
+    # effect only on a new, empty file (an older file switches on its first prune).
+    connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _connect_error(dsn: str, error: Exception) -> ConfigurationError:

@@ -298,6 +298,8 @@ class Sandbox:
             "model": "rules",
             "review": "all",
             "risk_classifier": False,
+            # The effects are read from each run's final checkpoint.
+            "checkpoint_retention": "last",
         }
         settings.update(overrides)
         return Context(**settings)

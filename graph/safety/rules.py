@@ -24,12 +24,15 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mediavault.policies import policy_rules
+from mediavault.tools.text_folding import skeleton_char
 
 __all__ = [
     "RISK_RULES_FILE",
@@ -57,13 +60,18 @@ RiskCategory = Literal[
     "privacy_request",
     "media_inquiry",
     "fraud_chargeback",
+    "refund_request",
 ]
 Severity = Literal["elevated", "high"]
 RiskLevel = Literal["none", "elevated", "high"]
-Where = Literal["subject", "body", "quoted"]
+#: The part of the email a flag was found in: the subject, the new text, the quoted history,
+#: or one of the extra parts a reader sees (see ``graph.inbound_email.EmailPart``).
+Where = Literal["subject", "body", "quoted", "alternative", "inline_part", "attachment",
+                "forwarded"]
 FlagSource = Literal["rules", "classifier"]
 
-_WHERE_ORDER: dict[str, int] = {"subject": 0, "body": 1, "quoted": 2}
+_WHERE_ORDER: dict[str, int] = {"subject": 0, "body": 1, "quoted": 2, "alternative": 3,
+                                "inline_part": 4, "attachment": 5, "forwarded": 6}
 _EVIDENCE_MAX_CHARS = 120
 
 
@@ -173,13 +181,29 @@ def _canonical(text: str, *, capital_i_as_l: bool) -> str:
     text = text.casefold()
     if not text.isascii():
         text = _strip_marks(text).translate(_LOWER_LOOKALIKES)
+    if not text.isascii():
+        # Every other script's look-alikes (Cherokee, Lisu, Armenian, mathematical letters...)
+        # from Unicode's TR39 confusables data, shared with the draft checks.
+        text = "".join(skeleton_char(ch) if not ch.isascii() else ch for ch in text).casefold()
     text = _QUOTE_MARKERS.sub("", text)
     return _HYPHENATED_LINE_BREAK.sub("", text)
 
 
+# Leetspeak is decoded only where it disguises a word: in a token that also holds a letter
+# ("l4wy3r", "$ue", "k1ll") or in a run of spaced-out letters ("k 1 l l"). Plain numbers
+# ("$2.00", "2026", "9pm") stay as they are, so most emails have one view, not two.
+_LEET_TOKEN = re.compile(
+    r"[a-z0-9@$€|]*[a-z][a-z0-9@$€|]*"
+    r"|(?<=\b[a-z][ .\-])[0-9@$€|](?=[ .\-][a-z]\b)"
+)
+_HAS_LEET = re.compile(r"[0-9@$€|]")
+
+
 def _decode_leet(canonical: str, *, one_as: Literal["i", "l"]) -> str:
     text = _BANG_IN_WORD.sub("i", canonical)
-    text = text.translate(_LEET_ONE_AS_I if one_as == "i" else _LEET_ONE_AS_L)
+    if _HAS_LEET.search(text):
+        table = _LEET_ONE_AS_I if one_as == "i" else _LEET_ONE_AS_L
+        text = _LEET_TOKEN.sub(lambda token: token.group(0).translate(table), text)
     return _WHITESPACE.sub(" ", text).strip()
 
 
@@ -265,7 +289,6 @@ class _RawCategory(BaseModel):
     reason_code: str
     queue: str
     severity: Severity
-    priority: int = Field(ge=1)
     description: str
     triggers: tuple[_RawTrigger, ...] = Field(min_length=1)
     exceptions: tuple[_RawException, ...] = ()
@@ -282,12 +305,31 @@ class _RawSettings(BaseModel):
     evidence_max_chars: int = Field(ge=10, le=_EVIDENCE_MAX_CHARS)
 
 
+class _RawNearMiss(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: str
+    words: tuple[str, ...] = Field(min_length=1)
+    context: str
+    real_words: tuple[str, ...] = ()
+    note: str = ""
+
+
+class _RawNearMissSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_length: int = Field(ge=4, le=20)
+    window: int = Field(ge=1, le=30)
+    groups: tuple[_RawNearMiss, ...] = ()
+
+
 class _RawRules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1]
     settings: _RawSettings
     fragments: dict[str, str]
+    near_misses: _RawNearMissSettings | None = None
     categories: dict[str, _RawCategory]
 
 
@@ -328,12 +370,24 @@ class CategoryRule:
 
 
 @dataclass(frozen=True)
+class _NearMissWord:
+    category: RiskCategory
+    word: str
+    context: re.Pattern[str]
+    real_words: frozenset[str]
+
+
+@dataclass(frozen=True)
 class RiskRules:
     """All categories, most urgent first, with the settings the matcher needs."""
 
     categories: tuple[CategoryRule, ...]
     context_chars: int
     evidence_max_chars: int
+    #: Deletion index of near-miss words: each word and each word minus one letter.
+    near_misses: Mapping[str, tuple[_NearMissWord, ...]] = field(default_factory=dict)
+    near_miss_min_length: int = 6
+    near_miss_window: int = 8
 
     def category(self, name: str) -> CategoryRule:
         """The rule for ``name``; KeyError for a category the rules do not define."""
@@ -412,7 +466,8 @@ def _compile_exception(
 
 
 def _compile_category(
-    name: RiskCategory, raw: _RawCategory, fragments: Mapping[str, str], window: int
+    name: RiskCategory, raw: _RawCategory, fragments: Mapping[str, str], window: int,
+    priority: int,
 ) -> CategoryRule:
     where = f"categories.{name}"
     trigger_ids = [trigger.id for trigger in raw.triggers]
@@ -443,7 +498,7 @@ def _compile_category(
         reason_code=raw.reason_code,
         queue=raw.queue,
         severity=raw.severity,
-        priority=raw.priority,
+        priority=priority,
         description=raw.description,
         triggers=triggers,
         spaced=tuple(_compile(source, f"{where}.spaced") for source in raw.spaced),
@@ -463,18 +518,62 @@ def _build_rules(document: Mapping[str, Any]) -> RiskRules:
             f"{RISK_RULES_FILE}: categories must be exactly {sorted(expected)}, "
             f"found {sorted(raw.categories)}"
         )
-    priorities = [category.priority for category in raw.categories.values()]
-    if len(set(priorities)) != len(priorities):
-        raise RiskRulesError(f"{RISK_RULES_FILE}: category priorities must be unique")
+    order = policy_rules().escalation.severity_order
+    missing = sorted(rule.reason_code for rule in raw.categories.values()
+                     if rule.reason_code not in order)
+    if missing:
+        raise RiskRulesError(f"{RISK_RULES_FILE}: reason codes {missing} are missing from the "
+                             "policy's escalation.severity_order")
     compiled = [
-        _compile_category(_as_category(name), rule, raw.fragments, raw.settings.near_window_words)
+        _compile_category(_as_category(name), rule, raw.fragments,
+                          raw.settings.near_window_words, order.index(rule.reason_code) + 1)
         for name, rule in raw.categories.items()
     ]
+    near = raw.near_misses
     return RiskRules(
         categories=tuple(sorted(compiled, key=lambda rule: rule.priority)),
         context_chars=raw.settings.context_chars,
         evidence_max_chars=raw.settings.evidence_max_chars,
+        near_misses=_near_miss_index(near, raw.fragments) if near else {},
+        near_miss_min_length=near.min_length if near else 6,
+        near_miss_window=near.window if near else 8,
     )
+
+
+def _deletions(word: str) -> set[str]:
+    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
+
+
+def _near_miss_index(
+    raw: _RawNearMissSettings, fragments: Mapping[str, str]
+) -> dict[str, tuple[_NearMissWord, ...]]:
+    index: dict[str, list[_NearMissWord]] = {}
+    for number, group in enumerate(raw.groups):
+        where = f"near_misses.groups[{number}]"
+        category = _as_category(group.category)
+        context = _compile(r"\b(?:" + _expand(group.context, fragments, where) + r")\b", where)
+        for word in group.words:
+            if len(word) < raw.min_length or not word.isalpha() or not word.islower():
+                raise RiskRulesError(f"{where}: {word!r} must be a lower-case word of at least "
+                                     f"{raw.min_length} letters")
+            entry = _NearMissWord(category, word, context, frozenset(group.real_words))
+            for key in _deletions(word):
+                index.setdefault(key, []).append(entry)
+    return {key: tuple(entries) for key, entries in index.items()}
+
+
+def _one_edit_apart(token: str, word: str) -> bool:
+    """Exactly one letter added, dropped, changed, or two neighbours swapped."""
+    if token == word or abs(len(token) - len(word)) > 1:
+        return False
+    if len(token) == len(word):
+        diffs = [i for i, (a, b) in enumerate(zip(token, word, strict=True)) if a != b]
+        if len(diffs) == 1:
+            return True
+        return (len(diffs) == 2 and diffs[1] == diffs[0] + 1
+                and token[diffs[0]] == word[diffs[1]] and token[diffs[1]] == word[diffs[0]])
+    short, long_ = (token, word) if len(token) < len(word) else (word, token)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def _as_category(name: str) -> RiskCategory:
@@ -525,6 +624,10 @@ class RiskFlag(BaseModel):
     evidence: str
     where: Where
     source: FlagSource = "rules"
+    #: The rule that matched (a trigger id from risk_rules.toml, or "near_miss:<word>").
+    rule: str = Field(default="", max_length=80)
+    #: Which part, when ``where`` is an extra part ("notes.txt", "text/html alternative").
+    part: str = Field(default="", max_length=200)
 
     @model_validator(mode="before")
     @classmethod
@@ -555,8 +658,14 @@ class RiskFlag(BaseModel):
 
     @property
     def priority(self) -> int:
-        """Lower is more urgent (legal threats first); from the risk rules."""
+        """Lower is more urgent (the policy's severity order); from the risk rules."""
         return risk_rules().category(self.category).priority
+
+    def describe(self) -> str:
+        """One line for reviewers: category, rule, where, and the words that matched."""
+        where = f"{self.where} ({self.part})" if self.part else self.where
+        rule = f" rule {self.rule}," if self.rule else ""
+        return f"{self.category}:{rule} in {where}: \"{self.evidence}\""
 
 
 class RiskAssessment(BaseModel):
@@ -587,7 +696,7 @@ class RiskAssessment(BaseModel):
 
     @property
     def reason_code(self) -> str | None:
-        """The reason code of the most urgent flag (legal > safety > harassment > ...)."""
+        """The reason code of the most urgent flag (the policy's severity order)."""
         top = self.top_flag
         return top.reason_code if top else None
 
@@ -681,15 +790,22 @@ def _spaced_evidence(rule: CategoryRule, runs: Iterable[str]) -> str | None:
     return None
 
 
-def _scan(text: str, where: Where, rules: RiskRules) -> Iterator[RiskFlag]:
+def _scan(text: str, where: Where, rules: RiskRules, part: str = "") -> Iterator[RiskFlag]:
     leet = _leet_views(text)
     views = _with_spaced_letters_collapsed(leet)
     runs = _spaced_runs(leet)
+    near: dict[str, tuple[str, str]] | None = None
     for rule in rules.categories:
-        evidence = _category_evidence(rule, views, rules.context_chars)
-        if evidence is None and runs:
-            evidence = _spaced_evidence(rule, runs)
-        if evidence is not None:
+        found = _category_evidence(rule, views, rules.context_chars)
+        if found is None and runs:
+            spaced = _spaced_evidence(rule, runs)
+            found = (spaced, "spaced_letters") if spaced is not None else None
+        if found is None and rules.near_misses:
+            if near is None:
+                near = _near_miss_hits(views[0], rules)
+            found = near.get(rule.category)
+        if found is not None:
+            evidence, trigger_id = found
             yield RiskFlag(
                 category=rule.category,
                 reason_code=rule.reason_code,
@@ -697,15 +813,53 @@ def _scan(text: str, where: Where, rules: RiskRules) -> Iterator[RiskFlag]:
                 severity=rule.severity,
                 evidence=_squeeze(evidence, rules.evidence_max_chars),
                 where=where,
+                rule=trigger_id,
+                part=part[:200],
             )
 
 
-def _category_evidence(rule: CategoryRule, views: Iterable[str], context_chars: int) -> str | None:
+_WORD = re.compile(r"[a-z]+")
+
+
+def _near_miss_hits(view: str, rules: RiskRules) -> dict[str, tuple[str, str]]:
+    """Per category, the first word one edit away from a near-miss word, with context near it.
+
+    Only words of ``near_miss_min_length`` letters or more count, never a word that starts with
+    the listed word (inflections are the triggers' business) nor a listed real word; a word of
+    the category's context must stand within ``near_miss_window`` words.
+    """
+    hits: dict[str, tuple[str, str]] = {}
+    words = [match for match in _WORD.finditer(view)
+             if len(match.group(0)) >= rules.near_miss_min_length - 1]
+    for match in words:
+        token = match.group(0)
+        candidates: dict[tuple[str, str], _NearMissWord] = {}
+        for key in _deletions(token):
+            for entry in rules.near_misses.get(key, ()):
+                candidates.setdefault((entry.category, entry.word), entry)
+        for entry in candidates.values():
+            if entry.category in hits or token.startswith(entry.word):
+                continue
+            if token in entry.real_words or not _one_edit_apart(token, entry.word):
+                continue
+            if len(entry.word) < rules.near_miss_min_length:
+                continue
+            before = _words_before(view, match.start(), rules.near_miss_window)
+            after = _words_after(view, match.end(), rules.near_miss_window)
+            if entry.context.search(before) or entry.context.search(after):
+                evidence = " ".join((before[-40:], token, after[:40])).strip()
+                hits[entry.category] = (evidence, f"near_miss:{entry.word}")
+    return hits
+
+
+def _category_evidence(
+    rule: CategoryRule, views: Iterable[str], context_chars: int
+) -> tuple[str, str] | None:
     for view in views:
         for trigger in rule.triggers:
             match = _first_live_match(trigger, view, context_chars)
             if match:
-                return match.group(0)
+                return match.group(0), trigger.id
     return None
 
 
@@ -713,19 +867,33 @@ def _ordered(flags: Iterable[RiskFlag]) -> tuple[RiskFlag, ...]:
     return tuple(sorted(flags, key=lambda flag: (flag.priority, _WHERE_ORDER[flag.where])))
 
 
-def assess_risk(subject: str, body: str, *, quoted: str = "") -> RiskAssessment:
-    """Apply the risk rules to an email's subject, new text and quoted history.
+def assess_risk(
+    subject: str,
+    body: str,
+    *,
+    quoted: str = "",
+    parts: Iterable[tuple[Where, str, str]] = (),
+) -> RiskAssessment:
+    """Apply the risk rules to everything a reader sees of an email.
 
-    Quoted history is scanned too: a customer quoting an earlier threat still escalates. At most
-    one flag per category and part of the email; ``evidence`` is the matched text as normalised.
+    ``subject``, ``body`` (the new text) and ``quoted`` (the quoted history: a customer quoting
+    an earlier threat still escalates), then each extra part as ``(where, label, text)``: an
+    alternative that says more than the body, an inline part, a text attachment, a forwarded
+    message. At most one flag per category and part; ``evidence`` is the matched text as
+    normalised, ``rule`` the rule that matched.
     """
     rules = risk_rules()
-    parts: tuple[tuple[Where, str], ...] = (
-        ("subject", subject),
-        ("body", body),
-        ("quoted", quoted),
+    fixed: tuple[tuple[Where, str, str], ...] = (
+        ("subject", "", subject),
+        ("body", "", body),
+        ("quoted", "", quoted),
     )
-    flags = (flag for where, text in parts if text.strip() for flag in _scan(text, where, rules))
+    flags = (
+        flag
+        for where, label, text in (*fixed, *parts)
+        if text.strip()
+        for flag in _scan(text, where, rules, label)
+    )
     return RiskAssessment(flags=_ordered(flags))
 
 

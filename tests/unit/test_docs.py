@@ -39,6 +39,14 @@ NOT_RUN_FROM_THE_README: dict[tuple[str, ...], str] = {
     "same library function and checks the command's output and exit status",
     ("worker",): "needs a PostgreSQL server; tests/integration/test_postgres_workers.py runs "
     "several workers on a throwaway cluster",
+    ("mail", "watch"): "needs an IMAP server; tests/integration/test_real_mail.py runs it "
+    "against a throwaway Dovecot",
+    ("mail", "send"): "needs an SMTP server; tests/integration/test_real_mail.py sends through "
+    "a relay into a throwaway Dovecot",
+    ("mail", "status"): "reads the mail ledger that `mail send` writes; "
+    "tests/integration/test_real_mail.py checks its output",
+    ("mail", "resolve"): "settles a send a crash interrupted; tests/integration/"
+    "test_real_mail.py kills a dispatcher mid-send and resolves it",
 }
 
 CommandPath = tuple[str, ...]

@@ -197,3 +197,10 @@ def test_skill_describes_gate_verdicts_review_modes_and_paths() -> None:
     assert text.startswith("---\nname: email-triage\n")
     for code in policy_rules().auto_approval.never:
         assert f"`{code}`" in markdown_section(text, "## Review modes")
+
+
+def test_the_severity_order_is_stated_in_the_policy_document() -> None:
+    order = policy_rules().escalation.severity_order
+    criteria = markdown_section(policy_document(), "### When to escalate {#escalation.criteria}")
+    stated = criteria.split("the most severe decides the queue, in this order:", 1)[1]
+    assert backticked(stated.split(".", 1)[0]) == list(order)

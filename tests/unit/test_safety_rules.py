@@ -22,13 +22,15 @@ from mediavault.graph.safety.rules import (
 )
 from mediavault.policies import policy_rules
 
+#: The policy's severity order (policy_rules.toml, escalation.severity_order).
 CATEGORIES = (
-    "legal_threat",
     "safety_concern",
+    "legal_threat",
     "harassment",
     "privacy_request",
     "media_inquiry",
     "fraud_chargeback",
+    "refund_request",
 )
 
 
@@ -48,12 +50,15 @@ def test_each_category_routes_to_the_queue_the_policy_assigns(category: str) -> 
     assert policy.reason_codes[rule.reason_code] == "escalate"
 
 
-def test_categories_are_ordered_legal_safety_harassment_privacy_media_chargeback() -> None:
+def test_categories_follow_the_policy_severity_order() -> None:
     assert tuple(rule.category for rule in risk_rules().categories) == CATEGORIES
+    assert policy_rules().escalation.severity_order == CATEGORIES
 
 
-def test_every_category_forces_escalation_today() -> None:
-    assert {rule.severity for rule in risk_rules().categories} == {"high"}
+def test_every_category_but_refunds_forces_escalation_under_its_own_code() -> None:
+    severities = {rule.category: rule.severity for rule in risk_rules().categories}
+    assert severities.pop("refund_request") == "elevated"
+    assert set(severities.values()) == {"high"}
 
 
 _SHIPPED = files("mediavault.policies").joinpath(RISK_RULES_FILE).read_text(encoding="utf-8")
@@ -66,7 +71,6 @@ _SHIPPED = files("mediavault.policies").joinpath(RISK_RULES_FILE).read_text(enco
         ('patterns = ["sue[sd]?"]', 'patterns = ["sue[sd"]', "legal_threat.triggers.sue"),
         ('patterns = ["sue[sd]?"]', 'patterns = ["<nonsense>"]', "unknown fragment"),
         ('triggers = ["sue"]', 'triggers = ["sue", "no_such_trigger"]', "unknown triggers"),
-        ("priority = 6", "priority = 1", "priorities must be unique"),
         ("categories.media_inquiry", "categories.gossip", "categories must be exactly"),
         ('queue = "privacy"', 'queue = "privacy"\nqueues = 3', "extra"),
     ],
@@ -104,7 +108,8 @@ def test_every_category_documents_examples_and_bait() -> None:
 def test_documented_examples_escalate_to_their_category(category: str, text: str) -> None:
     assessment = assess_risk("", text)
     assert category in assessment.categories
-    assert assessment.forced_escalation
+    # Refund requests are elevated: they reach billing, under the model's billing code if any.
+    assert assessment.level == ("elevated" if category == "refund_request" else "high")
 
 
 @pytest.mark.parametrize("text", _BENIGN)
@@ -488,7 +493,7 @@ def test_raise_only_drops_exact_duplicates() -> None:
         {"queue": "tier1_general"},
         {"reason_code": "praise"},
         {"category": "gossip"},
-        {"where": "attachment"},
+        {"where": "signature_block"},
         {"severity": "low"},
     ],
 )

@@ -18,8 +18,14 @@ BAD_VALUES = {
     "MEDIAVAULT_AUDIT_KEY": "short",
     "MEDIAVAULT_WEB_SECRET": "too short",
     "MEDIAVAULT_WEB_SECURE_COOKIES": "ture",
+    "MEDIAVAULT_CHECKPOINT_RETENTION": "forever",
+    "MEDIAVAULT_SCOPE_KEY": "not hex at all",
+    "MEDIAVAULT_IMAP_PORT": "imaps",
+    "MEDIAVAULT_SMTP_PORT": "70000",
+    "MEDIAVAULT_IMAP_SECURITY": "none",
 }
-SECRETS = {"MEDIAVAULT_AUDIT_KEY", "MEDIAVAULT_WEB_SECRET"}
+SECRETS = {"MEDIAVAULT_AUDIT_KEY", "MEDIAVAULT_WEB_SECRET", "MEDIAVAULT_SCOPE_KEY"}
+SCOPE_KEY = "ab" * 32
 
 
 def test_no_variable_at_all_gives_the_documented_defaults() -> None:
@@ -43,6 +49,17 @@ def test_every_declared_variable_is_read() -> None:
         "MEDIAVAULT_WEB_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
         "MEDIAVAULT_WEB_ALLOWED_HOSTS": "review.example.com", "MEDIAVAULT_WEB_SECURE_COOKIES": "1",
         "MEDIAVAULT_REVIEWER_PASSWORD": "a long password ", "MEDIAVAULT_PG_AGENT_PASSWORD": "pw",
+        "MEDIAVAULT_CHECKPOINT_RETENTION": "none", "MEDIAVAULT_AUTHSERV_ID": "mx.example.com",
+        "MEDIAVAULT_SCOPE_KEY": SCOPE_KEY,
+        "MEDIAVAULT_IMAP_HOST": "imap.example.com", "MEDIAVAULT_IMAP_PORT": "1993",
+        "MEDIAVAULT_IMAP_USER": "support", "MEDIAVAULT_IMAP_PASSWORD": "imap pw",
+        "MEDIAVAULT_IMAP_PASSWORD_FILE": "/run/imap", "MEDIAVAULT_IMAP_SECURITY": "starttls",
+        "MEDIAVAULT_IMAP_FOLDER": "Support", "MEDIAVAULT_IMAP_PROCESSED": "move:Done",
+        "MEDIAVAULT_IMAP_SENT_FOLDER": "Sent Items",
+        "MEDIAVAULT_SMTP_HOST": "smtp.example.com", "MEDIAVAULT_SMTP_PORT": "2587",
+        "MEDIAVAULT_SMTP_USER": "support", "MEDIAVAULT_SMTP_PASSWORD": "smtp pw",
+        "MEDIAVAULT_SMTP_PASSWORD_FILE": "/run/smtp", "MEDIAVAULT_SMTP_SECURITY": "tls",
+        "MEDIAVAULT_MAIL_FROM": "help@example.com", "MEDIAVAULT_MAIL_CA_FILE": "/etc/ca.pem",
     }
     assert set(values) == set(environment_variables())
     defaults = load_settings({}).model_dump()
@@ -54,6 +71,8 @@ def test_every_declared_variable_is_read() -> None:
     # A password keeps its spaces: they may be part of it.
     assert settings.reviewer_password is not None
     assert settings.reviewer_password.get_secret_value() == "a long password "
+    assert settings.scope_key_bytes() == bytes.fromhex(SCOPE_KEY)
+    assert settings.authserv_ids == ("mx.example.com",) and settings.imap_port == 1993
 
 
 @pytest.mark.parametrize(("name", "value"), sorted(BAD_VALUES.items()))
