@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint typecheck unit bench diagram browser mail-servers clean
+.PHONY: demo test lint typecheck unit fast bench diagram browser mail-servers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,17 @@ typecheck: $(DEV_INSTALLED)
 		ln -s "$(CURDIR)/$$path" .typecheck/mediavault/; done
 	$(VENV)/bin/mypy
 
-unit: $(DEV_INSTALLED)
-	$(VENV)/bin/pytest
+# Two tiers (README, "Tests"): the fast one on every core, then the slow one (processes killed,
+# notebooks, red team, browser, Postgres, servers) one test at a time.
+FAST_TIER := not slow and not integration
+
+## unit: the fast tier in parallel, then the slow tier
+unit: fast $(DEV_INSTALLED)
+	$(VENV)/bin/pytest -m "not ($(FAST_TIER))"
+
+## fast: only the fast tier (under three minutes on two cores)
+fast: $(DEV_INSTALLED)
+	$(VENV)/bin/pytest -m "$(FAST_TIER)" -n auto
 
 bench: $(DEV_INSTALLED)
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done

@@ -36,6 +36,7 @@ from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph import builder as graph_builder
 from mediavault.graph.context import Context
 from mediavault.graph.ports import ServiceProvider
+from mediavault.graph.settings import load_settings
 from mediavault.graph.state import TriageInput, TriageOutput, TriageState
 from mediavault.tools.agent_tools import tool_schemas
 from mediavault.tools.business_db.business_date import business_date
@@ -81,6 +82,7 @@ class AppServices:
             self.context.db_location,
             time_budget_seconds=self.context.sql_time_budget_seconds,
             max_rows=self.context.sql_max_rows,
+            scope_key=load_settings().scope_key_bytes(),
         ))
 
     @property

@@ -9,24 +9,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 
 #: Exit code for bad input: an unreadable dataset, a missing database, an unknown model.
 EXIT_BAD_INPUT = 2
 
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(Text(f"error: {message}", style="bold red"))
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _default_out(home: Path) -> Path:
@@ -87,11 +83,11 @@ def eval_command(
         context = Context().with_overrides(model=model)
         day = parse_business_date(as_of)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     try:
         thresholds = [parse_threshold(text) for text in fail_under or []]
     except ValueError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     paths = dataset or [DEMO_DATASET]
     from mediavault.evals.safety_corpus import is_safety_corpus
 
@@ -102,10 +98,10 @@ def eval_command(
     try:
         datasets = [load_dataset(path) for path in paths]
     except DatasetError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
-        _fail("two datasets share a file name; results are keyed by it, rename one")
+        fail("two datasets share a file name; results are keyed by it, rename one")
     options = EvalOptions(db=db, as_of=day, model=context.model, k=k, sakila_db=sakila)
     total = sum(len(d.cases) for d in datasets) * k
     done = 0
@@ -119,7 +115,7 @@ def eval_command(
     try:
         run = run_eval(datasets, options, progress=progress)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     scored = score_run(run)
     files = write_report(scored, out or _default_out(context.home))
     summary = scored.summary
@@ -139,8 +135,9 @@ def eval_command(
     console = Console(highlight=False)
     for note in summary["notes"]:
         console.print(note)
+    # soft_wrap: a long path stays on one line, so it can be copied (or clicked).
     console.print(f"Results: {files.results}\nSummary: {files.summary_markdown}\n"
-                  f"Report:  {files.report_html}")
+                  f"Report:  {files.report_html}", soft_wrap=True)
     for below in shortfalls:
         _err.print(Text(f"below threshold: {below}", style="bold red"))
     if shortfalls:
@@ -208,11 +205,11 @@ def _safety_eval(paths: list[Path], context: Context, *, db: str | None,
     )
 
     if not all(is_safety_corpus(path) for path in paths):
-        _fail("a safety corpus cannot be mixed with other datasets in one run")
+        fail("a safety corpus cannot be mixed with other datasets in one run")
     try:
         corpora = load_all(paths)
     except (DatasetError, ConfigurationError) as problem:
-        _fail(str(problem))
+        fail(str(problem))
     options = EvalOptions(db=db, as_of=as_of if isinstance(as_of, date) else None,
                           model=context.model)
     total = sum(len(corpus.cases) for corpus in corpora)
@@ -227,7 +224,7 @@ def _safety_eval(paths: list[Path], context: Context, *, db: str | None,
     try:
         observations = run_safety_corpus(corpora, options, progress=progress)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     score = score_safety_corpus(observations)
     if as_json:
         typer.echo(json.dumps({"corpora": [str(c.path) for c in corpora],

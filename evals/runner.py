@@ -183,7 +183,9 @@ def _check_database(db: str) -> None:
     if not is_server_dsn(db) and not Path(db).is_file():
         raise ConfigurationError(f"business database {db} does not exist")
     try:
-        open_business_db(db).close()
+        from mediavault.graph.settings import load_settings
+
+        open_business_db(db, scope_key=load_settings().scope_key_bytes()).close()
     except BusinessDatabaseError as problem:
         raise ConfigurationError(f"business database: {problem}") from None
 

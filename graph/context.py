@@ -1,43 +1,24 @@
 """Runtime context: the one settings object every node, tool and command receives.
 
 Nodes read it through ``runtime: Runtime[Context]``; callers pass ``context=Context(...)`` on
-every invoke and resume. Every field has an environment-variable default so that the defaults
-work with no configuration at all.
+every invoke and resume. Fields left out come from the environment, as declared (once) by
+:class:`~.settings.Settings`, so that the defaults work with no configuration at all.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mediavault.graph.settings import Settings
 
 from mediavault.policies import reason_codes
 
 DEFAULT_HOME = ".mediavault"
 DEMO_DB_NAME = "sakila_demo.sqlite"
-
-#: Environment variables read by :class:`Context`, documented in the README.
-ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "MEDIAVAULT_DB": "Business database: a Sakila SQLite file or a postgresql:// DSN for the "
-    "SELECT-only agent role (default: the demo database in MEDIAVAULT_HOME).",
-    "MEDIAVAULT_STATE_DB": "Shared operations state for several workers: a postgresql:// DSN "
-    "holding checkpoints and cases (default: SQLite files in MEDIAVAULT_HOME).",
-    "MEDIAVAULT_HOME": "State directory for the demo database, checkpoints, cases and the audit "
-    "log (default: ./.mediavault).",
-    "MEDIAVAULT_MODEL": "Chat model: `rules` (offline, default) or `openai:<model>`.",
-    "MEDIAVAULT_TODAY": "Business date override (YYYY-MM-DD), e.g. 2006-02-20 for the original "
-    "Sakila data.",
-    "MEDIAVAULT_AUDIT_KEY": "Secret (16+ bytes) that turns the audit hash chain into an HMAC "
-    "chain, so edits, recomputation and truncation are all detectable.",
-    "MEDIAVAULT_MODEL_TIMEOUT": "Seconds per request to a hosted model (default 60).",
-    "MEDIAVAULT_MODEL_MAX_RETRIES": "Retries with backoff for a hosted model (default 3).",
-    "MEDIAVAULT_CHECKPOINT_RETENTION": "What is kept of a finished email's checkpoints: `last` "
-    "(default), `none` (the case store and audit log hold the outcome) or `all`.",
-    "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
-    "reason codes that need review; any other value is refused.",
-}
 
 #: Checkpoint retention policies (see agent.stores.checkpoint_retention); the first is the default.
 CHECKPOINT_RETENTION_POLICIES: tuple[str, ...] = ("last", "none", "all")
@@ -87,17 +68,11 @@ def parse_business_date(value: str | date | None) -> date | None:
         ) from None
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
+def _setting(name: str) -> Any:
+    # Every environment variable is declared (and validated) once, in graph/settings.py.
+    from mediavault.graph.settings import load_settings  # settings imports this module
 
-
-def _default_home() -> Path:
-    return Path(_env("MEDIAVAULT_HOME") or DEFAULT_HOME)
-
-
-def _default_today() -> date | None:
-    return parse_business_date(_env("MEDIAVAULT_TODAY"))
+    return getattr(load_settings(), name)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -109,17 +84,15 @@ class Context:
     the database by ``mediavault db init`` is used, and failing that the calendar date.
     """
 
-    home: Path = field(default_factory=_default_home)
-    db: str | None = field(default_factory=lambda: _env("MEDIAVAULT_DB"))
+    home: Path = field(default_factory=lambda: _setting("home"))
+    db: str | None = field(default_factory=lambda: _setting("db"))
     #: Checkpoints and cases on a Postgres server (a DSN) instead of files in ``home``.
-    state_db: str | None = field(default_factory=lambda: _env("MEDIAVAULT_STATE_DB"))
-    model: str = field(default_factory=lambda: _env("MEDIAVAULT_MODEL") or "rules")
-    today: date | None = field(default_factory=_default_today)
-    review: str = field(default_factory=lambda: _env("MEDIAVAULT_REVIEW") or "all")
+    state_db: str | None = field(default_factory=lambda: _setting("state_db"))
+    model: str = field(default_factory=lambda: _setting("model"))
+    today: date | None = field(default_factory=lambda: _setting("today"))
+    review: str = field(default_factory=lambda: _setting("review"))
     #: What is kept of a finished email's checkpoints: ``last``, ``none`` or ``all``.
-    checkpoint_retention: str = field(
-        default_factory=lambda: _env("MEDIAVAULT_CHECKPOINT_RETENTION")
-        or CHECKPOINT_RETENTION_POLICIES[0])
+    checkpoint_retention: str = field(default_factory=lambda: _setting("checkpoint_retention"))
     #: Investigation budgets: beyond any of them the email is escalated, never drafted.
     max_tool_calls: int = 6
     max_model_calls: int = 4
@@ -194,6 +167,14 @@ class Context:
     @property
     def outbox_path(self) -> Path:
         return self.home / "outbox"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: Any) -> Context:
+        """A context from a :class:`~.settings.Settings` object, with ``fields`` on top."""
+        declared = {name: getattr(settings, name)
+                    for name in ("home", "db", "state_db", "model", "today", "review",
+                                 "checkpoint_retention")}
+        return cls(**{**declared, **fields})
 
     def with_overrides(self, **changes: Any) -> Context:
         """A copy with the given fields changed; ``None`` values are ignored (unset flags)."""

@@ -39,3 +39,15 @@ def mediavault_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     home.mkdir()
     monkeypatch.setenv("MEDIAVAULT_HOME", str(home))
     yield home
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/integration starts a server: it belongs to the slow tier.
+
+    The fast tier is ``-m "not slow and not integration"`` (``make fast``); ``make unit`` and
+    ``make test`` run it in parallel, then the rest one test at a time.
+    """
+    integration = Path(__file__).resolve().parent / "integration"
+    for item in items:
+        if integration in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)

@@ -13,6 +13,7 @@ import typer
 from mediavault.agent.cli.audit import audit_app
 from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.mail import mail_app
 from mediavault.agent.cli.metrics import metrics_command
 from mediavault.agent.cli.prune import checkpoints_app, prune_command
@@ -22,6 +23,8 @@ from mediavault.agent.cli.sql import sql_command
 from mediavault.agent.cli.studio import studio_command
 from mediavault.agent.cli.triage import demo_command, triage_command
 from mediavault.agent.cli.worker import worker_command
+from mediavault.graph.context import ConfigurationError
+from mediavault.graph.settings import load_settings
 
 app = typer.Typer(
     name="mediavault",
@@ -71,3 +74,9 @@ def main(
     ),
 ) -> None:
     """MediaVault support agent: triage support email safely, review drafts, audit."""
+    # Every environment variable is checked before any command runs: a bad value is one line
+    # naming the variable, never a traceback halfway through a batch.
+    try:
+        load_settings()
+    except ConfigurationError as problem:
+        fail(str(problem))

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from mediavault.agent.cli.cases import context_for, printable
+from mediavault.agent.cli.errors import context_for, fail, printable
 from mediavault.agent.cli.options import wide_console
 
 audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
 
 #: How much of a broken line is shown: enough to find it, not a whole payload.
 SHOWN_LINE_CHARS = 300
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {printable(message)}", style="bold red"))
-    raise typer.Exit(code)
 
 
 def _line(path: Path, number: int) -> str | None:
@@ -67,12 +61,12 @@ def verify_command(
     try:
         key = audit_key_from_env()
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     head = path.with_name(path.name + ".head")
     if not path.exists() and not head.exists():
-        _fail(f"no audit log at {path}")
+        fail(f"no audit log at {path}")
     if path.exists() and not path.is_file():
-        _fail(f"{path} is not a file")
+        fail(f"{path} is not a file")
     verdict = verify_audit_log(path, key=key)
     broken_line = (
         _line(path, verdict.first_broken_line) if verdict.first_broken_line else None

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+# context_for and printable lived here first; other commands may still import them from here.
+from mediavault.agent.cli.errors import context_for as context_for
+from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.errors import printable as printable
 from mediavault.agent.cli.options import HomeOption, section_rule, wide_console
-from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from mediavault.agent.ops.case_trace import CaseTrace, TraceStep
@@ -28,42 +30,6 @@ cases_app = typer.Typer(help="List and inspect cases: one per email, with its ou
                         no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {printable(message)}", style="bold red"))
-    raise typer.Exit(code)
-
-
-def context_for(home: Path | None, **overrides: object) -> Context:
-    """The settings for an operator command; a bad setting is one error line and exit 2."""
-    from mediavault.agent.stores.state_files import check_state_paths
-
-    try:
-        context = Context().with_overrides(home=home, **overrides)
-        check_state_paths(context)
-    except ConfigurationError as problem:
-        _fail(str(problem))
-    return context
-
-
-def printable(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters shown as ``\\xNN``.
-
-    Line breaks and tabs are kept when asked, else they become spaces: a reason or message
-    written on two lines reads as one line, not as ``\\x0a``. Every other control character
-    (an escape sequence, a bidi override) stays visible as its code.
-    """
-    out = []
-    for char in text:
-        if char in "\n\t\r":
-            out.append(char if keep_newlines and char != "\r" else " ")
-        elif ord(char) < 32 or 127 <= ord(char) < 160 or char in "\u2028\u2029":
-            out.append(f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def _plain(text: str | None, *, style: str = "", keep_newlines: bool = False) -> Text:
@@ -331,21 +297,21 @@ def list_command(
     home: HomeOption = None,
 ) -> None:
     """List cases, oldest received first, with status, route, reason code and queue."""
-    from mediavault.agent.cli.metrics import parse_window
+    from mediavault.agent.ops.pilot_report import parse_window
     from mediavault.agent.ops.review_desk import case_store_if_any
     from mediavault.agent.stores.case_store import CASE_STATUSES, OPEN_STATUS
 
     context = context_for(home)
     allowed = (*CASE_STATUSES, OPEN_STATUS)
     if status is not None and status not in allowed:
-        _fail(f"--status {status!r} is not one of {', '.join(allowed)}")
+        fail(f"--status {status!r} is not one of {', '.join(allowed)}")
     try:
         start, end = parse_window(since, until)
     except ValueError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     store = case_store_if_any(context)
     if store is None:
-        _fail(f"no case store at {context.cases_path}; triage some email first")
+        fail(f"no case store at {context.cases_path}; triage some email first")
     cases = store.list_cases(status=status, since=start, until=end, limit=limit)
     if as_json:
         typer.echo(json.dumps([
@@ -388,7 +354,7 @@ def show_command(
     try:
         case = show_case(email_id, context)
     except CaseNotFound as problem:
-        _fail(str(problem))
+        fail(str(problem))
     if as_json:
         typer.echo(json.dumps(case.model_dump(mode="json"), indent=2))
     else:
@@ -413,7 +379,7 @@ def trace_command(
     try:
         trace = case_trace(email_id, context)
     except CaseNotFound as problem:
-        _fail(str(problem))
+        fail(str(problem))
     if as_json:
         typer.echo(json.dumps({**trace.model_dump(mode="json"),
                                "gate_denials": trace.gate_denials}, indent=2))

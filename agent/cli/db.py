@@ -8,13 +8,13 @@ import sqlite3
 from contextlib import closing
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 from mediavault.tools.business_db.business_date import BusinessDateError, stamped_business_date
@@ -29,26 +29,18 @@ db_app = typer.Typer(help="Build and inspect the business database.", no_args_is
 _HOME_HELP = "State directory (default: MEDIAVAULT_HOME or ./.mediavault)."
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    # One red line, never a traceback: soft_wrap keeps a long path on a single line.
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red")
-    )
-    raise typer.Exit(code)
-
-
 def _context(home: Path | None) -> Context:
     try:
         return Context().with_overrides(home=home)
     except ConfigurationError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _as_of(value: str | None, flag: str) -> date | None:
     try:
         return parse_business_date(value)
     except ConfigurationError as error:
-        _fail(f"{flag}: {error}")
+        fail(f"{flag}: {error}")
 
 
 def _read_only(path: Path) -> closing[sqlite3.Connection]:
@@ -117,9 +109,9 @@ def init_command(
                       force=force)  # fmt: skip
         return
     if from_sqlite is not None:
-        _fail("--from-sqlite loads a file into Postgres; use it with --postgres DSN")
+        fail("--from-sqlite loads a file into Postgres; use it with --postgres DSN")
     if path is None and context.db_is_server:
-        _fail("MEDIAVAULT_DB names a database server; provision it with "
+        fail("MEDIAVAULT_DB names a database server; provision it with "
               "`mediavault db init --postgres ADMIN_DSN`")  # fmt: skip
     target = path or context.db_path
     if path is None:  # the demo database lives in the (private) state folder
@@ -128,13 +120,13 @@ def init_command(
         try:
             prepare_home(context)
         except ConfigurationError as error:
-            _fail(str(error))
+            fail(str(error))
     if target.exists():
         if not force:
-            _fail(f"{target} already exists; pass --force to replace it", code=1)
+            fail(f"{target} already exists; pass --force to replace it", code=1)
         if not _is_demo_database(target):
             # --force replaces what `db init` made, never a database the user pointed us at.
-            _fail(
+            fail(
                 f"{target} is not a MediaVault demo database; refusing to replace it "
                 "(delete it yourself if you really mean to)",
                 code=1,
@@ -145,7 +137,7 @@ def init_command(
         summary = build_demo_database(target, seed=seed, as_of=business_date, overwrite=force,
                                       plant=plant or None)
     except (OSError, ValueError) as error:
-        _fail(f"cannot build {target}: {error}", code=1)
+        fail(f"cannot build {target}: {error}", code=1)
 
     console = wide_console()
     console.print(Text(f"Built {summary.path}"))
@@ -181,7 +173,7 @@ def info_command(
     if db is not None:
         path, source = db, "--db"
     elif context.db_is_server:
-        _fail("db info reads Sakila SQLite files; for the Postgres database in MEDIAVAULT_DB "
+        fail("db info reads Sakila SQLite files; for the Postgres database in MEDIAVAULT_DB "
               "run `mediavault sql --schema`")  # fmt: skip
     elif context.db is not None:
         path, source = context.db_path, "MEDIAVAULT_DB"
@@ -189,13 +181,13 @@ def info_command(
         path, source = context.db_path, "demo database in MEDIAVAULT_HOME"
     if not path.is_file():
         hint = " (run `mediavault db init`)" if source.startswith("demo") else ""
-        _fail(f"database {path} does not exist{hint}")
+        fail(f"database {path} does not exist{hint}")
     counts = _row_counts(path)
 
     try:
         stamped = stamped_business_date(path)
     except BusinessDateError as error:
-        _fail(str(error))
+        fail(str(error))
     if override is not None:
         business, date_source = override, "--as-of"
     elif context.today is not None:
@@ -238,10 +230,10 @@ def _row_counts(path: Path) -> dict[str, int]:
             }
             missing = [name for name in SAKILA_TABLES if name not in present]
             if missing:
-                _fail(f"{path} is not a Sakila database: missing table(s) {', '.join(missing)}")
+                fail(f"{path} is not a Sakila database: missing table(s) {', '.join(missing)}")
             return {
                 name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                 for name in SAKILA_TABLES
             }
     except sqlite3.DatabaseError as error:
-        _fail(f"cannot read {path}: {error}")
+        fail(f"cannot read {path}: {error}")

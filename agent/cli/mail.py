@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mediavault.agent.cli.cases import context_for, printable
+from mediavault.agent.cli.errors import context_for, fail, printable
 from mediavault.agent.cli.options import DbOption, HomeOption, ModelOption, ReviewOption
 from mediavault.agent.mail.imap_watch import MailboxError, watch_mailbox
 from mediavault.agent.mail.mail_accounts import (
@@ -37,11 +37,6 @@ from mediavault.graph.context import ConfigurationError
 
 mail_app = typer.Typer(help="Read a real mailbox over IMAP and send approved replies over SMTP.",
                        no_args_is_help=True)
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {printable(message)}", style="bold red"))
-    raise typer.Exit(code)
 
 
 def ledger_for(home: Path) -> MailLedger:
@@ -93,7 +88,7 @@ def watch_command(
                                         security=imap_security, folder=folder,
                                         processed=processed, ca_file=ca_file)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -110,7 +105,7 @@ def watch_command(
             once=once, limit=limit, poll_seconds=poll, stop=stop,
             progress=None if as_json else (lambda line: console.print(Text(printable(line)))))
     except MailboxError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     finally:
@@ -156,7 +151,7 @@ def send_command(
                                      security=smtp_security, ca_file=ca_file)
         imap = imap_account_from_env(ca_file=ca_file) if sent_copy else None
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     stop = threading.Event()
     if every is not None:
@@ -172,7 +167,7 @@ def send_command(
                 if every is None or stop.wait(every):
                     break
         except SubmissionError as problem:
-            _fail(str(problem))
+            fail(str(problem))
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         finally:
@@ -194,7 +189,7 @@ def _dispatcher_lock(home: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _fail(f"another `mediavault mail send` is running on {home}")
+            fail(f"another `mediavault mail send` is running on {home}")
         yield
 
 
@@ -237,7 +232,7 @@ def resolve_command(
     try:
         record = resolve_unknown(ledger, message_id, sent=delivered)
     except (KeyError, ValueError) as problem:
-        _fail(str(problem.args[0]))
+        fail(str(problem.args[0]))
     finally:
         ledger.close()
     typer.echo(f"{record.message_id}: {record.state}")

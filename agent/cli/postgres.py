@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
-import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import wide_console
+from mediavault.graph.context import ConfigurationError
+from mediavault.graph.settings import Settings, load_settings
 
 #: Optional password for the agent's login role; never passed on the command line, where it
 #: would land in shell history and process listings.
-AGENT_PASSWORD_VARIABLE = "MEDIAVAULT_PG_AGENT_PASSWORD"
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red")
-    )
-    raise typer.Exit(code)
+AGENT_PASSWORD_VARIABLE = Settings.variable("pg_agent_password")
 
 
 def init_postgres(
@@ -37,11 +29,16 @@ def init_postgres(
     from mediavault.tools.business_db.scope_token import SCOPE_KEY_ENV
 
     if "://" not in admin_dsn and "=" not in admin_dsn:
-        _fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
-    password = os.environ.get(AGENT_PASSWORD_VARIABLE) or None
+        fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
+    try:
+        settings = load_settings()
+    except ConfigurationError as problem:
+        fail(str(problem), 2)
+    secret = settings.pg_agent_password
+    password = secret.get_secret_value() if secret is not None else None
     # The key the agent signs each session's customer scope with: kept when already set (a
     # reload with --force), else generated and printed once below.
-    scope_key = os.environ.get(SCOPE_KEY_ENV, "").strip() or None
+    scope_key = settings.scope_key.get_secret_value() if settings.scope_key else None
     try:
         summary = init_postgres_database(
             admin_dsn,
@@ -53,7 +50,7 @@ def init_postgres(
             scope_key=scope_key,
         )
     except PostgresProvisioningError as error:
-        _fail(str(error), 1)
+        fail(str(error), 1)
     console = wide_console()
     console.print(Text(f"Provisioned Postgres database {summary.database} from {summary.source}"))
     table = Table(show_edge=False)

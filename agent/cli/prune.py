@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from mediavault.agent.cli.cases import _fail, context_for, printable
+from mediavault.agent.cli.errors import context_for, fail, printable
 from mediavault.agent.cli.options import HomeOption
 
 checkpoints_app = typer.Typer(help="Look after the checkpoint store.", no_args_is_help=True)
@@ -71,11 +71,11 @@ def prune_command(
     try:
         age = parse_age(older_than)
     except ValueError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     try:
         report = prune_checkpoints(context, policy=keep, older_than=age, dry_run=dry_run)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     if as_json:
         typer.echo(json.dumps(asdict(report), indent=2))
         return
@@ -119,7 +119,7 @@ def repair_command(
     try:
         report = repair_checkpoint_file(context, force=force)
     except (ConfigurationError, OSError) as problem:
-        _fail(str(problem))
+        fail(str(problem))
     if as_json:
         data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(report).items()}
         data["lost_reviews"] = list(report.lost_reviews)

@@ -13,15 +13,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mediavault.agent.cli.cases import context_for, print_case_file, printable
+from mediavault.agent.cli.cases import print_case_file
+from mediavault.agent.cli.errors import context_for, fail, printable
 from mediavault.agent.cli.options import DbOption, HomeOption, wide_console
 from mediavault.graph.context import Context
 
@@ -55,12 +55,6 @@ VersionOption = Annotated[
 EmailIdArgument = Annotated[str, typer.Argument(help="The email id of the case.")]
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {printable(message)}", style="bold red"))
-    raise typer.Exit(code)
-
-
 def _decision_context(home: Path | None, db: str | None, model: str | None) -> Context:
     return context_for(home, db=str(db) if db else None, model=model)
 
@@ -74,12 +68,12 @@ def _report(decide: Callable[[], ReviewOutcome], as_json: bool) -> None:
     try:
         outcome = decide()
     except (desk.CaseNotFound, desk.InvalidDecision) as problem:
-        _fail(str(problem), EXIT_BAD_INPUT)
+        fail(str(problem), EXIT_BAD_INPUT)
     except (desk.NoReviewWaiting, desk.EditRefused, desk.DraftChanged) as problem:
-        _fail(str(problem), EXIT_NOT_APPLIED)
+        fail(str(problem), EXIT_NOT_APPLIED)
     except (CaseStoreBusyError, AuditLogError) as problem:
         # The graph stops before recording a decision when its stores refuse to write.
-        _fail(str(problem), EXIT_NOT_APPLIED)
+        fail(str(problem), EXIT_NOT_APPLIED)
     if as_json:
         typer.echo(json.dumps(outcome.model_dump(mode="json"), indent=2))
     else:
@@ -131,7 +125,7 @@ def show_command(
     try:
         case = show_case(email_id, context_for(home))
     except CaseNotFound as problem:
-        _fail(str(problem), EXIT_BAD_INPUT)
+        fail(str(problem), EXIT_BAD_INPUT)
     if as_json:
         typer.echo(json.dumps(case.model_dump(mode="json"), indent=2))
     else:
@@ -159,11 +153,11 @@ def _read_text_file(path: Path) -> str:
     try:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as problem:
-        _fail(f"cannot read {path}: {problem.strerror or problem}", EXIT_BAD_INPUT)
+        fail(f"cannot read {path}: {problem.strerror or problem}", EXIT_BAD_INPUT)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        _fail(f"{path} is not UTF-8 text", EXIT_BAD_INPUT)
+        fail(f"{path} is not UTF-8 text", EXIT_BAD_INPUT)
 
 
 def _text_from_editor(email_id: str, context: Context) -> str:
@@ -172,18 +166,18 @@ def _text_from_editor(email_id: str, context: Context) -> str:
     try:
         draft = current_draft(email_id, context)
     except CaseNotFound as problem:
-        _fail(str(problem), EXIT_BAD_INPUT)
+        fail(str(problem), EXIT_BAD_INPUT)
     except NoReviewWaiting as problem:
-        _fail(str(problem), EXIT_NOT_APPLIED)
+        fail(str(problem), EXIT_NOT_APPLIED)
     if not (os.environ.get("VISUAL") or os.environ.get("EDITOR")) and not sys.stdin.isatty():
         # click would fall back to vi, which waits forever without a terminal.
-        _fail("no editor: set $EDITOR, or pass --text or --file", EXIT_BAD_INPUT)
+        fail("no editor: set $EDITOR, or pass --text or --file", EXIT_BAD_INPUT)
     try:
         edited = click.edit(draft.text, extension=".txt", require_save=True)
     except click.ClickException as problem:
-        _fail(f"cannot start the editor ($VISUAL/$EDITOR): {problem.message}", EXIT_BAD_INPUT)
+        fail(f"cannot start the editor ($VISUAL/$EDITOR): {problem.message}", EXIT_BAD_INPUT)
     if edited is None:
-        _fail("the editor closed without saving; the draft was not changed", EXIT_NOT_APPLIED)
+        fail("the editor closed without saving; the draft was not changed", EXIT_NOT_APPLIED)
     return edited
 
 
@@ -209,7 +203,7 @@ def edit_command(
     review stays open and the exit status is 1.
     """
     if text is not None and file is not None:
-        _fail("give either --text or --file, not both", EXIT_BAD_INPUT)
+        fail("give either --text or --file, not both", EXIT_BAD_INPUT)
     context = _decision_context(home, db, None)
     if text is None:
         text = _read_text_file(file) if file is not None else _text_from_editor(email_id, context)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,8 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import HomeOption
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import Settings, load_settings
 
 err_console = Console(stderr=True, soft_wrap=True)  # paths and URLs stay on one line
 
@@ -22,7 +23,7 @@ reviewers_app = typer.Typer(
     no_args_is_help=True,
 )
 #: Scripts may pass a new reviewer's password here instead of typing it.
-PASSWORD_ENV = "MEDIAVAULT_REVIEWER_PASSWORD"
+PASSWORD_ENV = Settings.variable("reviewer_password")
 
 UsersFileOption = Annotated[
     Path | None,
@@ -34,16 +35,11 @@ UsersFileOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _context(home: Path | None, db: str | None = None, model: str | None = None) -> Context:
     try:
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
 
 
 def _users_file(home: Path | None, users_file: Path | None) -> Path:
@@ -51,8 +47,11 @@ def _users_file(home: Path | None, users_file: Path | None) -> Path:
         return users_file
     from mediavault.agent.web.settings import REVIEWERS_FILE_NAME
 
-    configured = os.environ.get("MEDIAVAULT_REVIEWERS_FILE", "").strip()
-    return Path(configured) if configured else _context(home).home / REVIEWERS_FILE_NAME
+    try:
+        configured = load_settings().reviewers_file
+    except ConfigurationError as problem:
+        fail(str(problem))
+    return configured or _context(home).home / REVIEWERS_FILE_NAME
 
 
 def _is_loopback(host: str) -> bool:
@@ -105,17 +104,17 @@ def serve_command(
         from mediavault.agent.web.app import create_app
         from mediavault.agent.web.settings import ConsoleSettings
     except ImportError as problem:  # pragma: no cover - only without the web dependencies
-        raise _fail(
+        fail(
             f"the review console needs its web dependencies ({problem.name}); "
             "reinstall with `pip install -e .`"
-        ) from None
+        )
     try:
         settings = ConsoleSettings.from_env(context, host=host, user_header=user_header)
         names = ReviewerAccounts(settings.reviewers_path).names()
     except (ConfigurationError, AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if not names and not settings.user_header:
-        raise _fail(
+        fail(
             f"no reviewer accounts in {settings.reviewers_path}; create one with "
             "`mediavault reviewers add NAME`"
         )
@@ -150,15 +149,18 @@ def serve_command(
 
 
 def _read_password(password_stdin: bool) -> str:
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env:
-        return from_env
+    try:
+        from_env = load_settings().reviewer_password
+    except ConfigurationError as problem:
+        fail(str(problem))
+    if from_env is not None:
+        return from_env.get_secret_value()
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     first: str = typer.prompt("Password", hide_input=True)
     second: str = typer.prompt("Repeat the password", hide_input=True)
     if first != second:
-        raise _fail("the passwords differ")
+        fail("the passwords differ")
     return first
 
 
@@ -187,7 +189,7 @@ def add_reviewer_command(
     try:
         created = add_reviewer(path, name, _read_password(password_stdin))
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     what = "created" if created else "password changed"
     typer.echo(f"reviewer {name}: {what} ({path})")
 
@@ -205,9 +207,9 @@ def remove_reviewer_command(
     try:
         removed = remove_reviewer(path, name)
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if not removed:
-        raise _fail(f"no reviewer {name!r} in {path}", code=1)
+        fail(f"no reviewer {name!r} in {path}", code=1)
     typer.echo(f"reviewer {name}: removed ({path})")
 
 
@@ -226,7 +228,7 @@ def list_reviewers_command(
     try:
         accounts = reviewer_list(path)
     except (AccountError, OSError) as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     if as_json:
         typer.echo(json.dumps(accounts, indent=2))
         return

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import load_settings
 from mediavault.tools.business_db.sessions import (
     BusinessDatabaseError,
     DataAccessRefused,
@@ -26,11 +28,6 @@ from mediavault.tools.business_db.sessions import (
 
 #: Exit code for a refused query or an unusable database (as for usage errors).
 EXIT_REFUSED = 2
-
-
-def _fail(message: str) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(Text(message, style="bold red"))
-    raise typer.Exit(EXIT_REFUSED)
 
 
 def _warn(message: str) -> None:
@@ -81,20 +78,21 @@ def sql_command(
 ) -> None:
     """Run QUERY through the agent's SQL guard and sender scoping; exit 2 if it is refused."""
     if (query is None) == (not schema):
-        _fail("error: give either a SELECT query or --schema")
+        fail("give either a SELECT query or --schema", EXIT_REFUSED)
     try:
         context = Context().with_overrides(home=home, db=db)
     except ConfigurationError as error:
-        _fail(f"error: {error}")
+        fail(str(error), EXIT_REFUSED)
     try:
         database = open_business_db(
             # A server URL is passed on as text so that it gets a clear "not supported" error.
             context.db if context.db and "://" in context.db else context.db_path,
             time_budget_seconds=context.sql_time_budget_seconds,
             max_rows=context.sql_max_rows,
+            scope_key=load_settings().scope_key_bytes(),
         )
-    except BusinessDatabaseError as error:
-        _fail(f"error: {error}")
+    except (BusinessDatabaseError, ConfigurationError) as error:
+        fail(str(error), EXIT_REFUSED)
     with database:
         customer = None
         if sender is not None:
@@ -115,7 +113,8 @@ def sql_command(
                 assert query is not None
                 result = session.run_query(query)
         except DataAccessRefused as refusal:
-            _fail(str(refusal))
+            # A refusal is a verdict, not a usage error: printed as the guard words it.
+            fail(str(refusal), EXIT_REFUSED, prefix="")
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:

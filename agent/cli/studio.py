@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from mediavault.agent.cli.cases import context_for
+from mediavault.agent.cli.errors import context_for, fail
 
 #: langgraph dev's own default port, used when it is free.
 PREFERRED_PORT = 2024
@@ -30,12 +30,6 @@ NOT_INSTALLED = (
     "LangGraph Studio needs langgraph-cli, which is not installed: "
     "pip install -e '.[dev]' (or pip install 'langgraph-cli[inmem]')"
 )
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red"))
-    raise typer.Exit(code)
 
 
 def find_langgraph_cli() -> str | None:
@@ -102,14 +96,14 @@ def studio_command(
     """
     langgraph = find_langgraph_cli()
     if langgraph is None:
-        _fail(NOT_INSTALLED)
+        fail(NOT_INSTALLED)
     if not config.is_file():
-        _fail(f"no langgraph.json at {config}; run from a checkout or pass --config")
+        fail(f"no langgraph.json at {config}; run from a checkout or pass --config")
     context = context_for(home, db=str(db) if db else None, model=model)
     try:
         chosen = port or free_port(host)
     except OSError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     environment = dict(os.environ)
     # The server runs in the config's folder: pass the settings as absolute values.
     environment["MEDIAVAULT_HOME"] = str(context.home.resolve())
@@ -125,7 +119,7 @@ def studio_command(
     try:
         code = serve_until_stopped(command, cwd=config.resolve().parent, env=environment)
     except OSError as problem:
-        _fail(f"cannot start {langgraph}: {problem.strerror or problem}")
+        fail(f"cannot start {langgraph}: {problem.strerror or problem}")
     raise typer.Exit(code)
 
 

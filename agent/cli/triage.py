@@ -2,7 +2,8 @@
 
 Inboxes are CSV exports, ``.eml`` files, mbox files and Maildir folders (``agent.mail.mailboxes``).
 Every input problem is one line on stderr and one count in the summary; the emails that read
-cleanly are triaged, several at once with ``--concurrency`` (:mod:`agent.ops.batch`). Exit status:
+cleanly are triaged, several at once with ``--concurrency`` (:mod:`agent.ops.batch`). Reading
+and tallying live in :mod:`agent.ops.inbox_triage`; this module prints. Exit status:
 0 all went well, 1 some emails could not be read or triaged, 2 a bad invocation or path.
 """
 
@@ -11,9 +12,7 @@ from __future__ import annotations
 import json
 import time
 import unicodedata
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.options import (
     AsOfOption,
     DbOption,
@@ -40,19 +40,24 @@ from mediavault.agent.cli.options import (
     wide_console,
 )
 from mediavault.agent.mail.sample_inbox import SAMPLE_INBOX, sample_inbox_business_date
+from mediavault.agent.ops.inbox_triage import (
+    InboxTally,
+    check_services,
+    ensure_demo_database,
+    missing_paths,
+)
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import load_settings
 
 if TYPE_CHECKING:
     from mediavault.agent.api import TriageResult
-    from mediavault.agent.mail.mailboxes import InboxItem, InboxProblem, ReadOptions
+    from mediavault.agent.mail.mailboxes import ReadOptions
     from mediavault.agent.ops.demonstration import DemoStory
 
 #: The sample inbox ships inside the package, so the demo works from any folder.
 DEFAULT_INBOX = SAMPLE_INBOX
 #: Larger batches print the summary only; ``--json`` lists every outcome.
 MAX_OUTCOME_ROWS = 100
-#: Input flags worth a note on stderr: text was lost or replaced while reading.
-NOTED_FLAGS = ("non_utf8", "truncated")
 
 err_console = Console(stderr=True)
 
@@ -60,11 +65,6 @@ err_console = Console(stderr=True)
 def _stdout() -> Console:
     # Made per use: whether stdout is a terminal decides the width (see wide_console).
     return wide_console()
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(Text.assemble(("error:", "red"), " ", _printable(message)), soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _printable(text: str) -> str:
@@ -78,101 +78,27 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         return Context().with_overrides(home=home, db=str(db) if db else None, model=model,
                                         today=as_of, review=review)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
 
 
 def authserv_ids(values: list[str] | None) -> tuple[str, ...]:
-    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated)."""
+    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated).
+
+    Without the flag, ``MEDIAVAULT_AUTHSERV_ID`` (declared in :mod:`mediavault.graph.settings`).
+    """
+    if not values:
+        try:
+            return load_settings().authserv_ids
+        except ConfigurationError as problem:
+            fail(str(problem))
     return tuple(name.strip() for value in values or () for name in value.split(",")
                  if name.strip())
-
-
-def ensure_demo_database(context: Context, *, as_of: date | None = None) -> bool:
-    """Build the demo database when the configured one is the (missing) demo file.
-
-    It is built for ``context.today`` when set, else for ``as_of`` (else the calendar date).
-    """
-    if context.db is not None or context.db_path.exists():
-        return False
-    from mediavault.agent.stores.state_files import prepare_home
-    from mediavault.tools.business_db.demo_database import build_demo_database
-
-    prepare_home(context)
-    build_demo_database(context.db_path, as_of=context.today or as_of)
-    return True
-
-
-@dataclass
-class _Tally:
-    """What a triage command saw, for the progress line, the summary and ``--json``."""
-
-    items: dict[str, InboxItem] = field(default_factory=dict)
-    problems: list[InboxProblem] = field(default_factory=list)
-    results: list[TriageResult] = field(default_factory=list)
-    routes: Counter[str] = field(default_factory=Counter)
-
-    def add(self, result: TriageResult) -> None:
-        self.results.append(result)
-        if result.already_recorded:
-            self.routes["recorded earlier"] += 1
-        elif result.status == "failed":
-            self.routes["failed"] += 1
-        else:
-            self.routes[result.route or "no route"] += 1
-
-    def progress_text(self) -> str:
-        return " · ".join(f"{name} {n}" for name, n in sorted(self.routes.items())) or "starting"
-
-    def failure_counts(self) -> Counter[str]:
-        counts: Counter[str] = Counter(problem.kind for problem in self.problems)
-        failed = sum(1 for r in self.results if r.status == "failed" and not r.already_recorded)
-        if failed:
-            counts["triage_failed"] += failed
-        return counts
-
-    def status_counts(self) -> Counter[str]:
-        return Counter(r.status for r in self.results if not r.already_recorded)
-
-
-def _read(paths: list[Path], options: ReadOptions, tally: _Tally) -> list[Any]:
-    from mediavault.agent.mail.mailboxes import InboxItem, InboxPathError, read_inboxes
-
-    emails = []
-    try:
-        for item in read_inboxes(paths, options):
-            if isinstance(item, InboxItem):
-                tally.items[item.email.email_id] = item
-                emails.append(item.email)
-                noted = [flag for flag in item.email.input_flags if flag in NOTED_FLAGS]
-                if noted:
-                    _note("note", f"{item.source}: {', '.join(noted)}")
-            else:
-                tally.problems.append(item)
-                _note("skipped", item.line())
-    except InboxPathError as problem:
-        raise _fail(str(problem)) from None
-    return emails
 
 
 def _note(label: str, text: str) -> None:
     style = {"skipped": "yellow", "in progress": "magenta"}.get(label, "cyan")
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
-
-
-def _check_services(context: Context) -> None:
-    """Fail once, before any email is touched, when the model or database cannot work."""
-    from mediavault.agent.stores.state_files import check_state_paths
-    from mediavault.agent.wiring import services_for
-    from mediavault.tools.business_db.sessions import BusinessDatabaseError
-
-    services = services_for(context)
-    try:
-        check_state_paths(context)  # a FIFO or device would hang or flood the run
-        services.chat_model  # noqa: B018 - building it is the check
-        services.business_db  # noqa: B018
-    except (ConfigurationError, BusinessDatabaseError) as problem:
-        raise _fail(str(problem)) from None
 
 
 def triage_inbox(
@@ -184,7 +110,7 @@ def triage_inbox(
     processes: int = 1,
     read_options: ReadOptions | None = None,
     as_json: bool = False,
-    tally: _Tally | None = None,
+    tally: InboxTally | None = None,
     report: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """Triage every email in the given inboxes, print the outcomes; returns the exit status.
@@ -192,15 +118,22 @@ def triage_inbox(
     ``tally``, when given, receives what was read and every result (the demo reads it);
     ``report`` receives the ``--json`` document instead of stdout.
     """
-    from mediavault.agent.mail.mailboxes import ReadOptions
+    from mediavault.agent.mail.mailboxes import InboxPathError, ReadOptions
     from mediavault.agent.ops.batch import run_triage_batch
+    from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
-    missing = [str(path) for path in paths if not path.exists()]
+    missing = missing_paths(paths)
     if missing:  # refused before anything is read or written
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
-    _check_services(context)
-    tally = tally if tally is not None else _Tally()
-    emails = _read(paths, read_options or ReadOptions(), tally)
+        fail(f"no such file or folder: {', '.join(missing)}")
+    try:
+        check_services(context)
+    except (ConfigurationError, BusinessDatabaseError) as problem:
+        fail(str(problem))
+    tally = tally if tally is not None else InboxTally()
+    try:
+        emails = tally.read(paths, read_options or ReadOptions(), _note)
+    except InboxPathError as problem:
+        fail(str(problem))
     started = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]triage[/bold]"), BarColumn(), MofNCompleteColumn(),
@@ -236,17 +169,17 @@ def triage_inbox(
                                                  on_result=on_result,
                                                  on_in_progress=on_in_progress)
     except KeyboardInterrupt:
-        raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
-                    "again to continue where it stopped", 130) from None
+        fail(f"interrupted after {len(tally.results)} emails; run the same command "
+             "again to continue where it stopped", 130)
     except ConfigurationError as problem:
-        raise _fail(str(problem)) from None
+        fail(str(problem))
     except Exception as problem:  # a broken audit log or store: stop with one clear line
-        raise _fail(f"triage stopped after {len(tally.results)} emails: "
-                    f"{type(problem).__name__}: {problem}", 1) from None
+        fail(f"triage stopped after {len(tally.results)} emails: "
+             f"{type(problem).__name__}: {problem}", 1)
     elapsed = time.perf_counter() - started
     not_reached = len(emails) - len(tally.results)
     if as_json:
-        document = _as_json(tally, elapsed, not_reached)
+        document = tally.as_dict(elapsed, not_reached)
         if report is not None:
             report(document)
         else:
@@ -254,42 +187,7 @@ def triage_inbox(
     else:
         _print_outcomes(tally)
         _print_summary(tally, elapsed, not_reached)
-    failed = tally.failure_counts()
-    return 1 if failed or any(r.status == "failed" for r in tally.results) else 0
-
-
-def _as_json(tally: _Tally, elapsed: float, not_reached: int) -> dict[str, Any]:
-    emails = []
-    for result in tally.results:
-        item = tally.items.get(result.email_id)
-        emails.append({
-            "email_id": result.email_id,
-            "source": item.source if item else None,
-            "subject": item.email.subject if item else None,
-            "sender_verified": item.email.sender_verified if item else None,
-            "input_flags": list(item.email.input_flags) if item else [],
-            "status": result.status,
-            "route": result.route,
-            "reason_code": result.reason_code,
-            "queue": result.queue,
-            "gate_denials": result.gate_denials,
-            "already_recorded": result.already_recorded,
-            "error": result.error,
-        })
-    return {
-        "emails": emails,
-        "failures": [{"source": p.source, "kind": p.kind, "message": p.message}
-                     for p in tally.problems],
-        "summary": {
-            "read": len(tally.items),
-            "triaged": sum(1 for r in tally.results if not r.already_recorded),
-            "already_recorded": sum(1 for r in tally.results if r.already_recorded),
-            "not_reached": not_reached,
-            "statuses": dict(sorted(tally.status_counts().items())),
-            "failures": dict(sorted(tally.failure_counts().items())),
-            "elapsed_seconds": round(elapsed, 3),
-        },
-    }
+    return tally.exit_status()
 
 
 def _shown_status(result: TriageResult) -> str:
@@ -302,7 +200,7 @@ def _shown_status(result: TriageResult) -> str:
     return shown + (" (recorded earlier)" if result.already_recorded else "")
 
 
-def _print_outcomes(tally: _Tally) -> None:
+def _print_outcomes(tally: InboxTally) -> None:
     if not tally.results:
         return
     if len(tally.results) > MAX_OUTCOME_ROWS:
@@ -321,7 +219,7 @@ def _print_outcomes(tally: _Tally) -> None:
     _stdout().print(table)
 
 
-def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
+def _print_summary(tally: InboxTally, elapsed: float, not_reached: int) -> None:
     from mediavault.agent.mail.mailboxes import FAILURE_KINDS
 
     statuses = tally.status_counts()
@@ -387,7 +285,7 @@ def demo_command(
     context = _context(home, None, model, as_of, review)
     inbox_path = inbox or DEFAULT_INBOX
     if not inbox_path.exists():
-        raise _fail(f"no such file: {inbox_path}")
+        fail(f"no such file: {inbox_path}")
     inbox_date = sample_inbox_business_date(inbox_path)
     if ensure_demo_database(context, as_of=inbox_date):
         built = (f"Built the demo database at {context.db_path} "
@@ -398,7 +296,7 @@ def demo_command(
             _stdout().print(built)
     else:
         _note_date_mismatch(context, inbox_date)
-    tally = _Tally()
+    tally = InboxTally()
     documents: list[dict[str, Any]] = []
     status = triage_inbox([inbox_path], context, tally=tally, as_json=as_json,
                           report=documents.append)
@@ -429,7 +327,7 @@ def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
                       f"delete {context.db_path} to rebuild it")
 
 
-def _story(context: Context, tally: _Tally) -> DemoStory | None:
+def _story(context: Context, tally: InboxTally) -> DemoStory | None:
     from mediavault.agent.ops.demonstration import tell_demo_story
 
     first = tally.items.get(tally.results[0].email_id) if tally.results else None
@@ -496,7 +394,7 @@ def triage_command(
     ] = True,
     authserv_id: Annotated[
         list[str] | None,
-        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+        typer.Option("--authserv-id",
                      help="Your receiving server's authserv-id: only its Authentication-Results "
                           "headers are believed (repeatable; MEDIAVAULT_AUTHSERV_ID, "
                           "comma-separated). Without one, raw-mail senders are unverified."),
@@ -510,7 +408,7 @@ def triage_command(
 
     context = _context(home, db, model, as_of, review)
     if context.db is None and not context.db_path.exists():
-        raise _fail(f"no business database at {context.db_path}; run `mediavault db init`")
+        fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
                           authserv_ids=authserv_ids(authserv_id))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,

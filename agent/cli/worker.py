@@ -10,24 +10,18 @@ not be read, 2 a bad invocation or configuration.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
 from mediavault.agent.cli.triage import authserv_ids
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
 
 console = Console(highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red")
-    )
-    raise typer.Exit(code)
 
 
 def worker_command(
@@ -79,7 +73,7 @@ def worker_command(
     ] = None,
     authserv_id: Annotated[
         list[str] | None,
-        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+        typer.Option("--authserv-id",
                      help="Your receiving server's authserv-id: only its Authentication-Results "
                           "headers verify a raw-mail sender (repeatable; MEDIAVAULT_AUTHSERV_ID)."),
     ] = None,
@@ -102,7 +96,7 @@ def worker_command(
         )
         queue = queue_for(context, lease_seconds=lease)
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     unreadable = 0
     try:
         if inboxes:
@@ -118,10 +112,10 @@ def worker_command(
             max_emails=max_emails, on_result=show,
         )  # fmt: skip
     except ConfigurationError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     except QueueUnavailableError as problem:
         # Claims this worker held are taken over by others once their leases run out.
-        _fail(str(problem), code=1)
+        fail(str(problem), code=1)
     failed = report.count("failed") + len(report.given_up)
     console.print(
         f"worker {report.worker_id}: {len(report.processed)} triaged, {failed} failed, "
@@ -150,5 +144,5 @@ def _read(paths: list[Path], servers: tuple[str, ...]) -> tuple[list[InboundEmai
                     Text(f"skipped {item.line()}", style="yellow")
                 )
     except InboxPathError as problem:
-        _fail(str(problem))
+        fail(str(problem))
     return emails, problems

@@ -1,6 +1,7 @@
 """Settings of a real mailbox: the IMAP account the agent watches and the SMTP server it sends by.
 
-Read from ``MEDIAVAULT_IMAP_*`` / ``MEDIAVAULT_SMTP_*`` environment variables, each overridable
+Read from ``MEDIAVAULT_IMAP_*`` / ``MEDIAVAULT_SMTP_*`` environment variables (declared, with
+every other setting, in :mod:`mediavault.graph.settings`), each overridable
 by a command-line flag except the passwords, which come only from the environment (or a file
 named by ``MEDIAVAULT_IMAP_PASSWORD_FILE`` / ``MEDIAVAULT_SMTP_PASSWORD_FILE``) so that they never
 appear in a process list, a log line or an error message. TLS is always on and verified against
@@ -9,7 +10,6 @@ the system's trust store (plus ``MEDIAVAULT_MAIL_CA_FILE`` for a private CA).
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from mediavault.graph.context import ConfigurationError
+from mediavault.graph.settings import Settings, load_settings
 
 Security = Literal["tls", "starttls"]
 SECURITY_MODES: tuple[Security, ...] = ("tls", "starttls")
@@ -96,21 +97,21 @@ def imap_account_from_env(
     environ: Mapping[str, str] | None = None, **overrides: object
 ) -> ImapAccount:
     """The IMAP account from ``MEDIAVAULT_IMAP_*`` (flags in ``overrides`` win when not None)."""
-    env = os.environ if environ is None else environ
-    values = _settings(env, "IMAP", overrides)
+    settings = load_settings(environ)
+    values = _settings(settings, "imap", overrides)
     security = str(values.get("security") or "tls")
     _check_security(security, "MEDIAVAULT_IMAP_SECURITY")
     default_port = 993 if security == "tls" else 143
     return ImapAccount(
         host=_required(values, "host", "MEDIAVAULT_IMAP_HOST"),
         username=_required(values, "user", "MEDIAVAULT_IMAP_USER"),
-        password=_password(env, "IMAP"),
+        password=_password(settings, "imap"),
         port=_port(values.get("port"), default_port, "MEDIAVAULT_IMAP_PORT"),
         security=security,  # type: ignore[arg-type]
         folder=str(values.get("folder") or "INBOX"),
         processed=str(values.get("processed") or "flag"),
         sent_folder=str(values.get("sent_folder") or "Sent"),
-        ca_file=_ca_file(env, overrides),
+        ca_file=_ca_file(settings, overrides),
     )
 
 
@@ -118,32 +119,32 @@ def smtp_account_from_env(
     environ: Mapping[str, str] | None = None, **overrides: object
 ) -> SmtpAccount:
     """The SMTP account from ``MEDIAVAULT_SMTP_*`` (flags in ``overrides`` win when not None)."""
-    env = os.environ if environ is None else environ
-    values = _settings(env, "SMTP", overrides)
+    settings = load_settings(environ)
+    values = _settings(settings, "smtp", overrides)
     security = str(values.get("security") or "starttls")
     _check_security(security, "MEDIAVAULT_SMTP_SECURITY")
     default_port = 465 if security == "tls" else 587
     return SmtpAccount(
         host=_required(values, "host", "MEDIAVAULT_SMTP_HOST"),
         username=_required(values, "user", "MEDIAVAULT_SMTP_USER"),
-        password=_password(env, "SMTP"),
+        password=_password(settings, "smtp"),
         port=_port(values.get("port"), default_port, "MEDIAVAULT_SMTP_PORT"),
         security=security,  # type: ignore[arg-type]
-        from_address=str(env.get("MEDIAVAULT_MAIL_FROM") or "support@mediavault.example"),
-        ca_file=_ca_file(env, overrides),
+        from_address=settings.mail_from or "support@mediavault.example",
+        ca_file=_ca_file(settings, overrides),
     )
 
 
 _FIELDS = ("host", "port", "security", "user", "folder", "processed", "sent_folder")
 
 
-def _settings(env: Mapping[str, str], kind: str, overrides: Mapping[str, object]
+def _settings(settings: Settings, kind: str, overrides: Mapping[str, object]
               ) -> dict[str, object]:
     values: dict[str, object] = {}
     for name in _FIELDS:
-        raw = env.get(f"MEDIAVAULT_{kind}_{name.upper()}", "").strip()
-        if raw:
-            values[name] = raw
+        declared = getattr(settings, f"{kind}_{name}", None)  # smtp has no folders
+        if declared is not None:
+            values[name] = declared
         if overrides.get(name) is not None:
             values[name] = overrides[name]
     return values
@@ -156,19 +157,20 @@ def _required(values: Mapping[str, object], name: str, variable: str) -> str:
     return value
 
 
-def _password(env: Mapping[str, str], kind: str) -> str:
-    direct = env.get(f"MEDIAVAULT_{kind}_PASSWORD")
-    if direct:
-        return direct
-    file_name = env.get(f"MEDIAVAULT_{kind}_PASSWORD_FILE", "").strip()
-    if file_name:
+def _password(settings: Settings, kind: str) -> str:
+    direct = getattr(settings, f"{kind}_password")
+    if direct is not None:
+        return str(direct.get_secret_value())
+    variable = Settings.variable(f"{kind}_password")
+    file_name = getattr(settings, f"{kind}_password_file")
+    if file_name is not None:
         try:
             return Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as error:
             raise ConfigurationError(
-                f"cannot read MEDIAVAULT_{kind}_PASSWORD_FILE: {error.strerror}") from None
+                f"cannot read {variable}_FILE: {error.strerror}") from None
     raise ConfigurationError(
-        f"MEDIAVAULT_{kind}_PASSWORD (or MEDIAVAULT_{kind}_PASSWORD_FILE) is not set; an app "
+        f"{variable} (or {variable}_FILE) is not set; an app "
         "password works for Gmail and Microsoft 365")
 
 
@@ -184,8 +186,8 @@ def _port(value: object, default: int, variable: str) -> int:
     return port
 
 
-def _ca_file(env: Mapping[str, str], overrides: Mapping[str, object]) -> Path | None:
-    value = overrides.get("ca_file") or env.get("MEDIAVAULT_MAIL_CA_FILE", "").strip()
+def _ca_file(settings: Settings, overrides: Mapping[str, object]) -> Path | None:
+    value = overrides.get("ca_file") or settings.mail_ca_file
     return Path(str(value)) if value else None
 
 

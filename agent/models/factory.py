@@ -6,8 +6,6 @@ Models are built lazily inside graph nodes, never at import time, so the graph (
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 from typing import Any
 
@@ -16,16 +14,17 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import Settings, load_settings
 
 #: Per-request timeout and retries for hosted models. 429, 5xx and timed-out requests are retried
 #: with exponential backoff (0.5 s, 1 s, 2 s, ... capped at 8 s, or the server's Retry-After);
 #: once retries are exhausted the graph escalates the email with "model unavailable: ...".
-OPENAI_TIMEOUT_SECONDS = 60.0
-OPENAI_MAX_RETRIES = 3
+OPENAI_TIMEOUT_SECONDS: float = Settings.model_fields["model_timeout"].default
+OPENAI_MAX_RETRIES: int = Settings.model_fields["model_max_retries"].default
 
 #: Environment variables that tune the hosted-model client (read when a model is built).
-MODEL_TIMEOUT_ENV = "MEDIAVAULT_MODEL_TIMEOUT"
-MODEL_MAX_RETRIES_ENV = "MEDIAVAULT_MODEL_MAX_RETRIES"
+MODEL_TIMEOUT_ENV = Settings.variable("model_timeout")
+MODEL_MAX_RETRIES_ENV = Settings.variable("model_max_retries")
 
 
 def build_chat_model(name: str) -> BaseChatModel:
@@ -44,8 +43,9 @@ def build_chat_model(name: str) -> BaseChatModel:
 
 
 def _openai_model(model: str) -> BaseChatModel:
-    base_url = os.environ.get("OPENAI_BASE_URL") or None
-    api_key = os.environ.get("OPENAI_API_KEY") or None
+    settings = load_settings()
+    base_url = settings.openai_base_url
+    api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if api_key is None and base_url is None:
         raise ConfigurationError(
             f"model openai:{model} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
@@ -67,19 +67,11 @@ def _openai_model(model: str) -> BaseChatModel:
 
 
 def model_timeout_seconds() -> float:
-    """Seconds one model request may take (``MEDIAVAULT_MODEL_TIMEOUT``, default 60)."""
-    raw = os.environ.get(MODEL_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return OPENAI_TIMEOUT_SECONDS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds <= 3600:  # also rejects nan and inf
-        raise ConfigurationError(
-            f"{MODEL_TIMEOUT_ENV}={raw!r} is not a number of seconds between 0 and 3600"
-        )
-    return seconds
+    """Seconds one model request may take (``MEDIAVAULT_MODEL_TIMEOUT``, default 60).
+
+    Validated with the other settings (graph/settings.py): at most an hour.
+    """
+    return load_settings().model_timeout
 
 
 def model_max_retries() -> int:
@@ -87,14 +79,7 @@ def model_max_retries() -> int:
 
     Zero turns retries off; more than 10 would keep an email waiting for minutes.
     """
-    raw = os.environ.get(MODEL_MAX_RETRIES_ENV, "").strip()
-    if not raw:
-        return OPENAI_MAX_RETRIES
-    if not re.fullmatch(r"[0-9]{1,2}", raw) or int(raw) > 10:
-        raise ConfigurationError(
-            f"{MODEL_MAX_RETRIES_ENV}={raw!r} is not a whole number of retries from 0 to 10"
-        )
-    return int(raw)
+    return load_settings().model_max_retries
 
 
 def structured_output(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:

@@ -64,12 +64,12 @@ from typing import Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mediavault.graph.context import ConfigurationError
+from mediavault.graph.settings import MIN_AUDIT_KEY_BYTES, Settings, load_settings
 from mediavault.tools.fingerprint import digest
 
-AUDIT_KEY_ENV = "MEDIAVAULT_AUDIT_KEY"
+AUDIT_KEY_ENV = Settings.variable("audit_key")
 #: Keys shorter than this give a false sense of protection; refuse them.
-MIN_KEY_BYTES = 16
+MIN_KEY_BYTES = MIN_AUDIT_KEY_BYTES
 GENESIS_HASH = "sha256:" + "0" * 64
 HEAD_FORMAT = "mediavault-audit-head/1"
 
@@ -121,16 +121,8 @@ def audit_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None
 
     Raises :class:`~graph.context.ConfigurationError` for a key shorter than 16 bytes.
     """
-    value = (os.environ if environ is None else environ).get(AUDIT_KEY_ENV, "")
-    if not value:
-        return None
-    key = value.encode("utf-8")
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigurationError(
-            f"{AUDIT_KEY_ENV} is {len(key)} bytes long; use at least {MIN_KEY_BYTES} random "
-            'bytes, e.g. the output of `python -c "import secrets; print(secrets.token_hex(32))"`'
-        )
-    return key
+    key = load_settings(environ).audit_key  # validated there, with every other setting
+    return None if key is None else key.get_secret_value().encode("utf-8")
 
 
 def _canonical(record: Mapping[str, object]) -> bytes:

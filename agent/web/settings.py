@@ -1,7 +1,8 @@
 """Settings of the review console: where accounts live, how sessions are signed, who is trusted.
 
-Every setting has an environment variable (documented in the README, section "Review
-console"); the defaults suit one operator running the console on their own machine.
+Every setting has an environment variable, declared in graph/settings.py and documented in the
+README (section "Review console"); the defaults suit one operator running the console on their
+own machine.
 """
 
 from __future__ import annotations
@@ -14,39 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mediavault.graph.context import ConfigurationError, Context
+from mediavault.graph.settings import MIN_WEB_SECRET_CHARS, load_settings
 
 REVIEWERS_FILE_NAME = "reviewers.json"
 SECRET_FILE_NAME = "console_secret"
 SESSIONS_FILE_NAME = "console_sessions.json"
 #: A session signed with a shorter secret could be forged by brute force.
-MIN_SECRET_CHARS = 32
+MIN_SECRET_CHARS = MIN_WEB_SECRET_CHARS
 DEFAULT_SESSION_HOURS = 8
 LOCAL_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")
-
-#: Environment variables read by :meth:`ConsoleSettings.from_env`.
-ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "MEDIAVAULT_REVIEWERS_FILE": "Reviewer accounts (default: $MEDIAVAULT_HOME/reviewers.json).",
-    "MEDIAVAULT_WEB_SECRET": "Secret (32+ characters) that signs session cookies (default: a "
-    "random one kept in $MEDIAVAULT_HOME/console_secret).",
-    "MEDIAVAULT_WEB_USER_HEADER": "Trust this header (e.g. X-Forwarded-User) as the signed-in "
-    "reviewer when it comes from a trusted proxy. Off unless set.",
-    "MEDIAVAULT_WEB_TRUSTED_PROXIES": "Addresses whose user header is trusted (default: "
-    "127.0.0.1,::1).",
-    "MEDIAVAULT_WEB_ALLOWED_HOSTS": "Extra Host names the console answers to, comma-separated "
-    "(default: only local names).",
-    "MEDIAVAULT_WEB_SECURE_COOKIES": "1 to send the session cookie over HTTPS only (set it "
-    "behind a TLS proxy).",
-}
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -118,20 +95,19 @@ class ConsoleSettings:
     ) -> ConsoleSettings:
         """Settings from ``MEDIAVAULT_*`` variables; ``host`` is the address being served."""
         context = context or Context()
-        reviewers = _env("MEDIAVAULT_REVIEWERS_FILE")
-        secret = _env("MEDIAVAULT_WEB_SECRET")
+        env = load_settings()
+        secret = env.web_secret.get_secret_value() if env.web_secret else None
         if secret is None:
             secret = load_or_create_secret(context.home / SECRET_FILE_NAME)
-        hosts = [*LOCAL_HOSTS, *_csv(_env("MEDIAVAULT_WEB_ALLOWED_HOSTS"))]
+        hosts = [*LOCAL_HOSTS, *env.web_allowed_hosts]
         if host and host not in ("0.0.0.0", "::") and host not in hosts:
             hosts.append(host)
-        proxies = _csv(_env("MEDIAVAULT_WEB_TRUSTED_PROXIES")) or ("127.0.0.1", "::1")
         return cls(
             context=context,
-            reviewers_path=Path(reviewers) if reviewers else context.home / REVIEWERS_FILE_NAME,
+            reviewers_path=env.reviewers_file or context.home / REVIEWERS_FILE_NAME,
             secret_key=secret,
-            user_header=user_header or _env("MEDIAVAULT_WEB_USER_HEADER"),
-            trusted_proxies=frozenset(proxies),
+            user_header=user_header or env.web_user_header,
+            trusted_proxies=frozenset(env.web_trusted_proxies),
             allowed_hosts=tuple(dict.fromkeys(hosts)),
-            secure_cookies=_env("MEDIAVAULT_WEB_SECURE_COOKIES") in ("1", "true", "yes"),
+            secure_cookies=env.web_secure_cookies,
         )

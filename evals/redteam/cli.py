@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from mediavault.agent.cli.errors import fail
+
 #: Exit status when at least one attack achieved its goal.
 EXIT_ATTACK_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
@@ -83,10 +85,7 @@ def redteam_command(
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        err.print(
-            Text(f"error: {workdir} is not empty; give a new or empty directory", style="bold red")
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"{workdir} is not empty; give a new or empty directory", EXIT_BAD_INPUT)
 
     done = [0]
     status = err.status("red team: starting", spinner="dots") if err.is_terminal else None

@@ -32,6 +32,7 @@ def run_payload_report(
 ) -> int:
     """Score the payload files (and optionally run end to end and the honest drafts); print
     the figures; return the exit status."""
+    from mediavault.agent.cli.errors import fail
     from mediavault.evals.redteam.draft_payloads import (
         PayloadFileError,
         honest_draft_refusals,
@@ -41,13 +42,11 @@ def run_payload_report(
     )
     from mediavault.graph.context import ConfigurationError, parse_business_date
 
-    err = Console(stderr=True, highlight=False)
     try:
         payloads = load_payloads(paths)
         business_date = parse_business_date(as_of)
     except (PayloadFileError, ConfigurationError) as problem:
-        err.print(f"[bold red]error:[/] {problem}")
-        return 2
+        fail(str(problem), 2)  # one line, however long the path: never wrapped or styled
     score = score_payloads(payloads)
     report: dict[str, Any] = {"files": [str(p) for p in paths], "payloads": len(payloads),
                               "validation": score.as_dict()}

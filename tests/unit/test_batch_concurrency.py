@@ -92,6 +92,7 @@ def context(demo_db_path: Path, mediavault_home: Path) -> Context:
     return Context(home=mediavault_home, db=str(demo_db_path))
 
 
+@pytest.mark.slow  # measures overlap in time: run alone, not next to other tests
 def test_model_calls_overlap_and_every_email_ends_in_exactly_one_outcome(
     context: Context,
 ) -> None:

@@ -21,6 +21,9 @@ from mediavault.agent.stores.audit import read_events, verify_audit_log
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
 
+#: Slow tier (worker processes, one killed): `make unit` runs it after the fast tier.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((REPO / "examples" / "inbox_expected.json")

@@ -209,6 +209,7 @@ retention.prune_checkpoints(context, policy="last")
 """
 
 
+@pytest.mark.slow  # kills a process mid-prune
 def test_a_process_killed_in_the_middle_of_pruning_loses_nothing(
     demo_db_path: Path, mediavault_home: Path, tmp_path: Path
 ) -> None:

@@ -166,6 +166,7 @@ def test_the_marked_examples_cover_every_command_in_the_table() -> None:
                 f"block marked {RUN_MARKER}, or to NOT_RUN_FROM_THE_README with the reason")
 
 
+@pytest.mark.slow  # runs every marked README command
 def test_the_readme_examples_run_as_written(
     mediavault_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,6 +52,7 @@ def _failures(scored: ScoredRun) -> str:
 # ------------------------------------------------------ the offline model's thresholds
 
 
+@pytest.mark.slow  # every labelled email through the graph, twice
 @pytest.mark.parametrize("which", ["demo", "sakila"])
 def test_route_accuracy_is_at_least_95_percent(
     which: str, request: pytest.FixtureRequest

@@ -346,6 +346,7 @@ def _python(code: str, context: Context) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # kills a process
 def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandbox) -> None:
     context = box.context()
     fields = json.dumps(RENTAL_QUESTION.fields("killed-waiting"))
@@ -376,6 +377,7 @@ def test_a_process_killed_after_the_interrupt_is_resumed_from_another(box: Sandb
     assert (counts["reviews"], counts["outbox"], counts["outbox_files"]) == (1, 1, 1)
 
 
+@pytest.mark.slow  # kills a process
 def test_a_resume_killed_before_its_checkpoint_was_saved_keeps_the_decision(
     box: Sandbox,
 ) -> None:
@@ -413,6 +415,7 @@ def test_a_resume_killed_before_its_checkpoint_was_saved_keeps_the_decision(
     assert _audit_actions(context, "lost-checkpoint").count("review.decision") == 1
 
 
+@pytest.mark.slow  # kills a process
 def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sandbox) -> None:
     context = box.context()
     first = triage_email(RENTAL_QUESTION.fields("killed-resuming"), context=context)
@@ -448,6 +451,7 @@ def test_a_process_killed_in_the_middle_of_a_resume_sends_the_reply_once(box: Sa
     assert actions.count("review.decision") == 1 and actions.count("case.outcome") == 1
 
 
+@pytest.mark.slow  # two processes race
 def test_two_reviewers_answering_at_once_apply_one_decision(box: Sandbox) -> None:
     context = box.context()
     for trial in range(2):

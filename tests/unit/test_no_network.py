@@ -181,6 +181,7 @@ wait_for_all_tracers()
 """
 
 
+@pytest.mark.slow  # starts the command in new processes
 def test_tracing_starts_only_when_the_user_opts_in_and_goes_where_they_point(
     default_setup: Path, demo_db_path: Path,
     trace_endpoints: Callable[[], tuple[str, list[str]]], tmp_path: Path,

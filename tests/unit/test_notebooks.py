@@ -59,6 +59,7 @@ def _run(name: str, kernel: str) -> str:
     )
 
 
+@pytest.mark.slow  # executes the notebook
 def test_the_quickstart_triages_approves_and_reads_the_audit_trail(
     mediavault_home: Path, kernel_on_this_interpreter: str
 ) -> None:
@@ -72,6 +73,7 @@ def test_the_quickstart_triages_approves_and_reads_the_audit_trail(
     assert list(mediavault_home.iterdir()) == []
 
 
+@pytest.mark.slow  # executes the notebook
 def test_the_evals_and_metrics_notebook_computes_the_pilot_numbers(
     mediavault_home: Path, kernel_on_this_interpreter: str
 ) -> None:

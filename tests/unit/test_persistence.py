@@ -17,6 +17,9 @@ from mediavault.agent.api import triage_email
 from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.graph.context import Context
 
+#: Slow tier (processes killed and resumed): `make unit` runs it after the fast tier.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
 

@@ -32,6 +32,9 @@ from mediavault.evals.redteam.runner import catalogue_facts, run_attack
 from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
 from mediavault.tools.agent_tools import ToolResult
 
+#: Slow tier (the red-team suite): `make unit` runs it after the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def _explain(records: list[RunRecord]) -> str:
     return "\n".join(

@@ -15,6 +15,9 @@ import pytest
 from mediavault.evals.redteam.hostile_model import AttackPlan, compromised_model
 from mediavault.evals.redteam.sandbox import RunEffects, Sandbox
 
+#: Slow tier (red team: every disguise, end to end): `make unit` runs it after the fast tier.
+pytestmark = pytest.mark.slow
+
 SENDER = "dana.whitfield@example.com"
 QUOTE_HEADER = "On Mon, 2 Mar 2026 at 09:14, Dana Whitfield <dana.whitfield@example.com> wrote:"
 

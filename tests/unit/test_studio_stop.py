@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# Slow tier: starts a server process and stops it with signals.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 FAKE_LANGGRAPH = """#!{python}

@@ -24,6 +24,9 @@ from mediavault.agent.mail.outbox import remove_abandoned_partial_replies, write
 from mediavault.agent.stores.audit import read_events, verify_audit_log
 from mediavault.cli import app
 
+# Slow tier: starts, holds and kills other processes.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 INBOX = REPO / "examples" / "inbox.csv"
 runner = CliRunner()

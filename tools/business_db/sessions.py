@@ -223,7 +223,8 @@ def is_server_dsn(db: str | Path) -> bool:
 
 
 def open_business_db(
-    db: str | Path, *, time_budget_seconds: float = 2.0, max_rows: int = 100
+    db: str | Path, *, time_budget_seconds: float = 2.0, max_rows: int = 100,
+    scope_key: bytes | None = None,
 ) -> BusinessDatabase:
     """Open the business database ``db``: a Sakila SQLite file path or a ``postgresql://`` DSN.
 
@@ -231,6 +232,10 @@ def open_business_db(
     ``mediavault db init --postgres`` provisions). Raises :class:`BusinessDatabaseError` with
     a message an operator can act on when the file is missing, is not SQLite, is not a Sakila
     schema, the server cannot be reached, or the role is more privileged than the agent's.
+
+    ``scope_key`` is the Postgres scope-signing key (:mod:`.scope_token`); the application
+    passes it from its settings. Without it a Postgres database reads ``MEDIAVAULT_SCOPE_KEY``
+    itself (for callers of this library that have no settings object); SQLite ignores it.
     """
     text = str(db).strip()
     if _DSN.match(text):
@@ -250,7 +255,7 @@ def open_business_db(
 
         dsn = "postgresql" + text[len(scheme):] if scheme == "postgresql+psycopg" else text
         return PostgresBusinessDatabase(
-            dsn, time_budget_seconds=time_budget_seconds, max_rows=max_rows
+            dsn, time_budget_seconds=time_budget_seconds, max_rows=max_rows, scope_key=scope_key
         )
     # Imported here so that the interface module stays free of any driver.
     from mediavault.tools.business_db.sqlite import SqliteBusinessDatabase
