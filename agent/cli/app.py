@@ -17,6 +17,7 @@ from mediavault.agent.cli.metrics import metrics_command
 from mediavault.agent.cli.review import review_app
 from mediavault.agent.cli.serve import reviewers_app, serve_command
 from mediavault.agent.cli.sql import sql_command
+from mediavault.agent.cli.local_model import local_model_command
 from mediavault.agent.cli.studio import studio_command
 from mediavault.agent.cli.triage import demo_command, triage_command
 from mediavault.agent.cli.worker import worker_command
@@ -37,6 +38,7 @@ app.add_typer(cases_app, name="cases")
 app.command(name="metrics")(metrics_command)
 app.add_typer(audit_app, name="audit")
 app.command(name="studio")(studio_command)
+app.command(name="local-model")(local_model_command)
 app.command(name="serve")(serve_command)
 app.add_typer(reviewers_app, name="reviewers")
 app.command(name="worker")(worker_command)
