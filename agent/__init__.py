@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         reject_draft,
         show_case,
     )
-    from mediavault.graph.builder import build_graph
+    from mediavault.agent.wiring import build_graph
     from mediavault.graph.context import ConfigurationError, Context
     from mediavault.graph.decision import TriageDecision
     from mediavault.graph.inbound_email import InboundEmail
@@ -58,7 +58,7 @@ _EXPORTS = {
     "Context": "mediavault.graph.context",
     "ConfigurationError": "mediavault.graph.context",
     "InboundEmail": "mediavault.graph.inbound_email",
-    "build_graph": "mediavault.graph.builder",
+    "build_graph": "mediavault.agent.wiring",
     "TriageDecision": "mediavault.graph.decision",
     "DraftRequest": "mediavault.tools.drafting.reply",
     "CustomerReply": "mediavault.tools.drafting.reply",

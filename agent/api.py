@@ -8,10 +8,7 @@ twin of :func:`triage_email`; :mod:`agent.ops.batch` runs many emails at once on
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, Literal
@@ -20,13 +17,12 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mediavault.agent.ops.decision_lock import one_decision_at_a_time
 from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
-from mediavault.graph.audit_trail import write_events
-from mediavault.graph.builder import compile_with_checkpointer
+from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
 from mediavault.graph.nodes import thread_id_for
-from mediavault.graph.services import services_for
 
 _THREAD_ID = re.compile(r"email-[0-9a-f]{24}")
 
@@ -342,31 +338,9 @@ def write_stranded_audit_events(context: Context, thread_id: str) -> None:
             values = graph.get_state(_config(thread_id)).values or {}
     except Exception:  # the checkpoint store itself failed: there is nothing to read back,
         return  # and the failure being recorded must not be lost to a second one
-    write_events(context, values.get("audit_pending") or [])
-
-
-_DECISION_LOCKS: dict[str, threading.Lock] = {}
-_DECISION_LOCKS_GUARD = threading.Lock()
-
-
-@contextmanager
-def _one_decision_at_a_time(context: Context, thread_id: str) -> Iterator[None]:
-    """Decisions on one thread take turns, across threads and processes sharing the home.
-
-    Two reviewers answering the same request at once would otherwise both see it pending and
-    both apply their decision (a rejected draft sent anyway). The second now waits, then finds
-    the request answered. A byte-range lock per thread on one file keeps threads apart.
-    """
-    with _DECISION_LOCKS_GUARD:
-        local = _DECISION_LOCKS.setdefault(thread_id, threading.Lock())
-    context.home.mkdir(parents=True, exist_ok=True)
-    slot = int(hashlib.sha256(thread_id.encode()).hexdigest()[:7], 16)
-    with local, open(context.home / "decisions.lock", "a+b") as handle:
-        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX, 1, slot)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle.fileno(), fcntl.LOCK_UN, 1, slot)
+    pending = values.get("audit_pending") or []
+    if pending:
+        services_for(context).audit.append_prepared(pending)
 
 
 def resume(
@@ -382,7 +356,7 @@ def resume(
     # Only the exact shape of a thread id counts as one: a Message-ID may start "email-" too.
     thread_id = (email_id_or_thread if _THREAD_ID.fullmatch(email_id_or_thread)
                  else thread_id_for(email_id_or_thread))
-    with _one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
+    with one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
         snapshot = graph.get_state(_config(thread_id))
         if not snapshot.values:
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")

@@ -261,7 +261,7 @@ StateReader = Callable[[str], dict[str, Any]]
 @contextmanager
 def _checkpoint_reader(context: Context) -> Iterator[StateReader]:
     """Reads a thread's final state from the checkpoint file the triage run wrote."""
-    from mediavault.graph.builder import build_graph
+    from mediavault.agent.wiring import build_graph
 
     connection = sqlite3.connect(str(context.checkpoint_path), check_same_thread=False,
                                  timeout=30)
@@ -341,7 +341,7 @@ def run_case(
 def _revalidate(body: str, case: EvalCase, context: Context, state: dict[str, Any]) -> list[str]:
     """Validate the approved reply again, with the sender's own contacts as the only ones
     allowed, so a leak is caught here even if a check upstream were bypassed."""
-    from mediavault.graph.services import services_for
+    from mediavault.agent.wiring import services_for
     from mediavault.tools.business_db.sessions import CustomerIdentity
     from mediavault.tools.drafting.reply import validate_reply
 

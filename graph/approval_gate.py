@@ -27,6 +27,8 @@ from mediavault.tools.drafting.reply import DraftRequest
 
 Verdict = Literal["allow", "deny", "review"]
 Phase = Literal["investigate", "draft", "escalate"]
+#: Denials the graph routes on (the others only go back to the model with their reason).
+DenialCode = Literal["budget_exhausted", "must_escalate"]
 
 #: Which tools each phase may run. Anything else is denied, whatever the model asks.
 PHASE_TOOLS: Mapping[str, frozenset[str]] = {
@@ -47,14 +49,16 @@ class GateVerdict:
     verdict: Verdict
     reason: str = ""
     arguments: Any = None
+    #: What kind of denial this is, when the graph's routing depends on it.
+    code: DenialCode | None = None
 
     @classmethod
     def allow(cls, arguments: Any) -> GateVerdict:
         return cls("allow", "", arguments)
 
     @classmethod
-    def deny(cls, reason: str) -> GateVerdict:
-        return cls("deny", reason)
+    def deny(cls, reason: str, code: DenialCode | None = None) -> GateVerdict:
+        return cls("deny", reason, code=code)
 
     @classmethod
     def review(cls, description: str, arguments: Any) -> GateVerdict:
@@ -89,7 +93,8 @@ def judge_tool_call(call: Mapping[str, Any], facts: GateFacts) -> GateVerdict:
         return _wrong_phase(name, facts)
     if facts.phase == "investigate" and facts.tool_calls_used >= facts.max_tool_calls:
         return GateVerdict.deny(
-            f"tool budget exhausted ({facts.max_tool_calls} calls); stop investigating"
+            f"tool budget exhausted ({facts.max_tool_calls} calls); stop investigating",
+            code="budget_exhausted",
         )
     try:
         arguments = parse_arguments(name, call.get("args"))
@@ -111,7 +116,7 @@ def judge_tool_call(call: Mapping[str, Any], facts: GateFacts) -> GateVerdict:
 
 def _wrong_phase(name: str, facts: GateFacts) -> GateVerdict:
     if name == DRAFT_CUSTOMER_EMAIL and facts.forced_escalation:
-        return GateVerdict.deny(f"{MUST_ESCALATE} ({facts.forced_reason})")
+        return GateVerdict.deny(f"{MUST_ESCALATE} ({facts.forced_reason})", code="must_escalate")
     known = {tool for tools in PHASE_TOOLS.values() for tool in tools}
     if name not in known:
         available = sorted(PHASE_TOOLS[facts.phase])
@@ -124,7 +129,7 @@ def _wrong_phase(name: str, facts: GateFacts) -> GateVerdict:
 
 def _judge_draft(request: DraftRequest, facts: GateFacts) -> GateVerdict | None:
     if facts.forced_escalation:
-        return GateVerdict.deny(f"{MUST_ESCALATE} ({facts.forced_reason})")
+        return GateVerdict.deny(f"{MUST_ESCALATE} ({facts.forced_reason})", code="must_escalate")
     if request.to is not None and request.to.strip().lower() != facts.sender.lower():
         return GateVerdict.deny("a reply may only be addressed to the sender of the email")
     content = " ".join(

@@ -22,13 +22,15 @@ from typing import Any, TypeVar
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite
 
-from mediavault.agent.stores.audit import PendingAuditEvent
 from mediavault.graph.context import Context
-from mediavault.graph.services import services_for
+from mediavault.graph.ports import AuditSink, ServiceProvider, node_services, serving
 from mediavault.graph.state import TriageState
 
+#: An event from :meth:`graph.ports.AuditSink.prepare`, waiting in the state to be written.
+PendingEvent = Mapping[str, Any]
+
 #: The events of the node running in this context; None outside a node.
-_GATHERED: ContextVar[list[PendingAuditEvent] | None] = ContextVar(
+_GATHERED: ContextVar[list[PendingEvent] | None] = ContextVar(
     "mediavault_audit_gathered", default=None
 )
 
@@ -38,47 +40,48 @@ _Node = TypeVar("_Node", bound=Callable[..., Any])
 def record_event(runtime: Runtime[Context], action: str, **fields: Any) -> None:
     """Check and stamp one event now; the node's state update carries it to the log.
 
-    ``fields`` are those of :meth:`agent.stores.audit.AuditLog.append`. Outside a node (nothing is
-    gathering) the event is appended at once.
+    ``fields`` are those of :meth:`graph.ports.AuditSink.prepare`. Only a node of a graph
+    from ``build_graph(services=...)`` records events (it has the audit sink and gathers them).
     """
-    audit = services_for(runtime.context).audit
-    event = audit.prepare(action, **fields)
+    event = node_services(runtime).audit.prepare(action, **fields)
     gathered = _GATHERED.get()
-    if gathered is None:
-        audit.append_prepared([event])
-    else:
-        gathered.append(event)
+    if gathered is None:  # node_services found a node run, which always gathers
+        raise RuntimeError("audit events are recorded inside a graph node only")
+    gathered.append(event)
 
 
-def write_events(context: Context, events: Iterable[Mapping[str, object]]) -> None:
+def write_events(audit: AuditSink, events: Iterable[Mapping[str, object]]) -> None:
     """Append events that a run left pending (in order; already-logged ids are skipped)."""
     pending = list(events)
     if pending:
-        services_for(context).audit.append_prepared(pending)
+        audit.append_prepared(pending)
 
 
 def write_pending(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Write the run's pending events and this node's so far; returns the update that
     empties the pending list (for the node that ends the run)."""
     gathered = _GATHERED.get() or []
-    write_events(runtime.context, [*state.get("audit_pending", []), *gathered])
+    write_events(node_services(runtime).audit, [*state.get("audit_pending", []), *gathered])
     gathered.clear()
     return {"audit_pending": Overwrite([])}
 
 
-def audited(node: _Node) -> _Node:
-    """Wrap a graph node so that the events it records travel with its state update."""
+def audited(node: _Node, services: ServiceProvider) -> _Node:
+    """Wrap a graph node: it runs with the services of its run's context (see
+    :func:`graph.ports.node_services`), and the events it records travel with its update."""
 
     @functools.wraps(node)
     def run(state: TriageState, runtime: Runtime[Context]) -> Any:
-        gathered: list[PendingAuditEvent] = []
+        ports = services(runtime.context)
+        gathered: list[PendingEvent] = []
         token = _GATHERED.set(gathered)
         try:
-            update = node(state, runtime)
+            with serving(runtime.context, ports):
+                update = node(state, runtime)
         except BaseException:
             # The run stops here (an interrupt for a reviewer, or an error): write what it
             # has gathered, since this node's update will not be saved.
-            write_events(runtime.context, [*state.get("audit_pending", []), *gathered])
+            write_events(ports.audit, [*state.get("audit_pending", []), *gathered])
             raise
         finally:
             _GATHERED.reset(token)
@@ -87,7 +90,7 @@ def audited(node: _Node) -> _Node:
     return run  # type: ignore[return-value]
 
 
-def _with_events(update: Any, events: list[PendingAuditEvent]) -> Any:
+def _with_events(update: Any, events: list[PendingEvent]) -> Any:
     if isinstance(update, Command):
         return Command(graph=update.graph, update=_with_events(update.update or {}, events),
                        resume=update.resume, goto=update.goto)

@@ -1,21 +1,22 @@
 """The Email Triage state machine: nodes, edges and the compiled graph.
 
-``build_graph()`` returns the uncompiled builder; callers compile it with the checkpointer they
-need (tests compile one per test, the Python API uses SQLite, Studio brings its own).
+``build_graph(services=...)`` returns the uncompiled builder wired to the services it is given
+(see :mod:`graph.ports`); callers compile it with the checkpointer they need (tests compile one
+per test, the Python API uses SQLite, Studio brings its own). The application's wiring, with
+its default services, is ``mediavault.agent.wiring``.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 
 from mediavault.graph import nodes
 from mediavault.graph.audit_trail import audited
 from mediavault.graph.context import Context
 from mediavault.graph.gates import investigation_tools
+from mediavault.graph.ports import ServiceProvider, TriageServices
 from mediavault.graph.state import TriageInput, TriageOutput, TriageState
 
 #: Node names, in the order of the skill's stages (skills/email-triage/SKILL.md).
@@ -37,25 +38,31 @@ NODE_NAMES = (
 )
 
 
-def build_graph() -> StateGraph[TriageState, Context, TriageInput, TriageOutput]:
-    """The uncompiled Email Triage graph."""
+def build_graph(
+    services: ServiceProvider,
+) -> StateGraph[TriageState, Context, TriageInput, TriageOutput]:
+    """The uncompiled Email Triage graph; its nodes reach the world only through ``services``."""
     builder = StateGraph(
         TriageState, context_schema=Context, input_schema=TriageInput, output_schema=TriageOutput
     )
-    builder.add_node("ingest", audited(nodes.ingest))
-    builder.add_node("safety_check", audited(nodes.safety_check))
-    builder.add_node("investigate", audited(nodes.investigate))
-    builder.add_node("investigation_gate", audited(nodes.investigation_gate))
-    builder.add_node("investigation_tools", audited(investigation_tools))
-    builder.add_node("decide", audited(nodes.decide))
-    builder.add_node("draft", audited(nodes.draft))
-    builder.add_node("draft_gate", audited(nodes.draft_gate))
-    builder.add_node("draft_tool", audited(nodes.draft_tool))
-    builder.add_node("escalate", audited(nodes.escalate))
-    builder.add_node("escalation_gate", audited(nodes.escalation_gate))
-    builder.add_node("ticket_tool", audited(nodes.ticket_tool))
-    builder.add_node("human_review", audited(nodes.human_review))
-    builder.add_node("finalize", audited(nodes.finalize))
+
+    def node(name: str, run: Any) -> None:
+        builder.add_node(name, audited(run, services))
+
+    node("ingest", nodes.ingest)
+    node("safety_check", nodes.safety_check)
+    node("investigate", nodes.investigate)
+    node("investigation_gate", nodes.investigation_gate)
+    node("investigation_tools", investigation_tools)
+    node("decide", nodes.decide)
+    node("draft", nodes.draft)
+    node("draft_gate", nodes.draft_gate)
+    node("draft_tool", nodes.draft_tool)
+    node("escalate", nodes.escalate)
+    node("escalation_gate", nodes.escalation_gate)
+    node("ticket_tool", nodes.ticket_tool)
+    node("human_review", nodes.human_review)
+    node("finalize", nodes.finalize)
 
     builder.add_edge(START, "ingest")
     builder.add_edge("ingest", "safety_check")
@@ -91,23 +98,13 @@ def build_graph() -> StateGraph[TriageState, Context, TriageInput, TriageOutput]
     return builder
 
 
-@cache
-def _compiled_without_saver() -> Any:
-    return build_graph().compile()
-
-
-def compile_with_checkpointer(checkpointer: BaseCheckpointSaver[Any]) -> Any:
-    """The compiled graph bound to ``checkpointer``.
-
-    Compiling inspects every node's code and costs tens of milliseconds; it is done once per
-    process and each caller gets a cheap copy bound to its own saver.
-    """
-    return _compiled_without_saver().copy(update={"checkpointer": checkpointer})
+def _no_services(context: Context) -> TriageServices:
+    raise RuntimeError("this graph is for drawing only; build it with services to run it")
 
 
 def mermaid_diagram() -> str:
     """The graph as a mermaid diagram (the README embeds it; a test keeps them in sync)."""
-    return build_graph().compile().get_graph().draw_mermaid()
+    return build_graph(_no_services).compile().get_graph().draw_mermaid()
 
 
 DIAGRAM_START = "<!-- graph:start -->"
@@ -122,16 +119,7 @@ def readme_with_diagram(readme: str) -> str:
     return f"{head}{block}{tail}"
 
 
-def _studio_graph() -> Any:
-    # LangGraph Studio / `langgraph dev` brings its own persistence: compile without a saver.
-    return build_graph().compile(name="email_triage")
-
-
-#: The graph `langgraph.json` exports.
-email_triage = _studio_graph()
-
-
-if __name__ == "__main__":  # `python -m graph.builder README.md` refreshes the diagram
+if __name__ == "__main__":  # `python -m mediavault.graph.builder README.md` refreshes the diagram
     import sys
     from pathlib import Path
 

@@ -22,7 +22,7 @@ from langgraph.types import interrupt
 from mediavault.graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
 from mediavault.graph.audit_trail import record_event
 from mediavault.graph.context import Context
-from mediavault.graph.services import services_for
+from mediavault.graph.ports import node_services
 from mediavault.graph.state import EvidenceRecord, GateVerdictRecord, TriageState
 from mediavault.tools.agent_tools import (
     ARGUMENT_SCHEMAS,
@@ -31,6 +31,7 @@ from mediavault.tools.agent_tools import (
     parse_arguments,
     run_investigation_tool,
 )
+from mediavault.tools.fingerprint import digest
 
 
 def last_ai_message(messages: Sequence[AnyMessage]) -> AIMessage | None:
@@ -121,6 +122,7 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
     approved: list[dict[str, Any]] = []
     log: list[GateVerdictRecord] = []
     budget_note: str | None = None
+    must_escalate: str | None = None
     for call, verdict in verdicts:
         call_id = str(call.get("id") or "")
         log.append({"phase": phase, "tool_call_id": call_id, "tool": str(call.get("name")),
@@ -128,8 +130,10 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         if verdict.verdict == "allow":
             approved.append({"id": call_id, "name": call["name"], "args": call.get("args") or {}})
         else:
-            if "budget exhausted" in verdict.reason:
+            if verdict.code == "budget_exhausted":
                 budget_note = f"tool call budget of {context.max_tool_calls} exhausted"
+            elif verdict.code == "must_escalate" and must_escalate is None:
+                must_escalate = verdict.reason
             tool_messages.append(ToolMessage(
                 content=f"Denied by the approval gate: {verdict.reason}",
                 tool_call_id=call_id or "missing-id",
@@ -142,6 +146,8 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         update["messages"] = tool_messages
     if budget_note and phase == "investigate":
         update["budget_exceeded"] = budget_note
+    if must_escalate and phase == "draft":
+        update.update(must_escalate=True, escalation_reason=must_escalate)
     return update
 
 
@@ -211,7 +217,7 @@ def investigation_environment(
     One scoped session serves every approved call of the node (opened on the first query,
     closed when the node ends): building the sender's scope is most of a query's cost.
     """
-    services = services_for(runtime.context)
+    services = node_services(runtime)
     customer = customer_identity(state)
     with ExitStack() as stack:
         sessions: list[Any] = []
@@ -305,8 +311,6 @@ def _run_approved_calls(
 
 
 def _digest(value: object) -> str:
-    from mediavault.agent.stores.audit import digest
-
     return digest(value)
 
 

@@ -13,12 +13,24 @@ from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_send
 #: Bodies longer than this are cut, with a visible marker, before anything reads them.
 MAX_BODY_CHARS = 20_000
 TRUNCATION_MARKER = "\n[... message truncated by MediaVault: {dropped} characters omitted ...]"
+#: The same marker on one line, for fields that must never contain a line break.
+ONE_LINE_TRUNCATION_MARKER = " " + TRUNCATION_MARKER.lstrip("\n")
+_MARKERS = {
+    marker: re.compile(re.escape(marker).replace(re.escape("{dropped}"), r"[0-9]+") + r"\Z")
+    for marker in (TRUNCATION_MARKER, ONE_LINE_TRUNCATION_MARKER)
+}
 
-def cap_text(text: str, limit: int) -> str:
-    """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped."""
-    if len(text) <= limit:
+
+def cap_text(text: str, limit: int, marker: str = TRUNCATION_MARKER) -> str:
+    """Cut ``text`` to ``limit`` characters with a visible marker saying how much was dropped.
+
+    A text this function already cut is returned as it is: an email is validated again
+    whenever it is read back (a checkpoint, the worker queue, the graph's input), and cutting
+    it again would drop the marker and count the old marker as the omitted characters.
+    """
+    if len(text) <= limit or _MARKERS[marker].match(text, limit):
         return text
-    return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit)
+    return text[:limit] + marker.format(dropped=len(text) - limit)
 
 
 class InboundEmail(BaseModel):
@@ -56,7 +68,7 @@ class InboundEmail(BaseModel):
         text = "" if value is None else str(value)
         # A CR/LF in a subject must never split a header, a log line or a table row.
         text = re.sub(r"[\r\n\t]+", " ", text).strip()
-        return cap_text(text, MAX_SUBJECT_CHARS)
+        return cap_text(text, MAX_SUBJECT_CHARS, ONE_LINE_TRUNCATION_MARKER)
 
     @field_validator("body", mode="before")
     @classmethod

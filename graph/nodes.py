@@ -15,8 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from mediavault.agent.mail.outbox import OutboxMessage, write_outbox_message
-from mediavault.graph.approval_gate import MUST_ESCALATE, judge_tool_call, needs_human_review
+from mediavault.graph.approval_gate import judge_tool_call, needs_human_review
 from mediavault.graph.audit_trail import record_event, write_pending
 from mediavault.graph.context import Context
 from mediavault.graph.decision import TriageDecision, enforce_decision
@@ -28,10 +27,10 @@ from mediavault.graph.gates import (
     run_gate,
 )
 from mediavault.graph.inbound_email import TRUNCATION_MARKER, InboundEmail
+from mediavault.graph.ports import SentReply, node_services
 from mediavault.graph.prompts import PHASE_INSTRUCTIONS, render_email, render_facts, system_prompt
 from mediavault.graph.safety.reader_text import html_to_text, looks_like_html, split_quoted_history
 from mediavault.graph.safety.rules import RiskCategory, RiskFlag, assess_risk, raise_only
-from mediavault.graph.services import services_for
 from mediavault.graph.state import GateVerdictRecord, TriageState
 from mediavault.policies import policy_rules
 from mediavault.tools.agent_tools import (
@@ -40,6 +39,7 @@ from mediavault.tools.agent_tools import (
     INVESTIGATION_TOOLS,
     parse_arguments,
 )
+from mediavault.tools.drafting.edits import edit_size
 from mediavault.tools.drafting.reply import DraftRequest, prepare_draft, validate_reply
 from mediavault.tools.escalation_ticket import (
     EscalationRequest,
@@ -199,7 +199,7 @@ def ingest(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         body = html_to_text(body)
     fresh, quoted = split_quoted_history(body)
     email = email.model_copy(update={"body": fresh})
-    services = services_for(runtime.context)
+    services = node_services(runtime)
     customer = None
     if email.sender_verified:
         identity = services.business_db.resolve_sender(email.sender)
@@ -291,7 +291,7 @@ class RiskClassification(BaseModel):
 
 def _classifier_flags(state: TriageState, runtime: Runtime[Context]) -> list[RiskFlag]:
     """Risk flags from the model classifier; a failing or malformed classifier adds nothing."""
-    structured = services_for(runtime.context).model_with_output(RiskClassification)
+    structured = node_services(runtime).model_with_output(RiskClassification)
     try:
         result = structured.invoke([*state["messages"], HumanMessage(
             content="[MediaVault instruction] Classify the risks in the email above.")])
@@ -317,7 +317,7 @@ def investigate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
         return {"budget_exceeded": f"model call budget of {context.max_model_calls} exhausted"}
     if time.time() - float(state.get("started_at", time.time())) > context.time_budget_seconds:
         return {"budget_exceeded": f"time budget of {context.time_budget_seconds:g}s exhausted"}
-    model = services_for(runtime.context).model_with_tools(INVESTIGATION_TOOLS)
+    model = node_services(runtime).model_with_tools(INVESTIGATION_TOOLS)
     try:
         response = _invoke(model, [*state["messages"], _instruction("investigate")], state,
                            runtime, "investigate")
@@ -358,7 +358,7 @@ def decide(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     proposed: TriageDecision | None = None
     problem: str | None = None
     if forced is None and budget is None:
-        structured = services_for(runtime.context).model_with_output(TriageDecision)
+        structured = node_services(runtime).model_with_output(TriageDecision)
         try:
             result = structured.invoke([*state["messages"], _instruction("decide")])
             proposed = result if isinstance(result, TriageDecision) else None
@@ -393,12 +393,12 @@ def draft(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     extra = ""
     if state.get("draft_problems"):
         extra = "Fix these problems of the previous draft: " + "; ".join(state["draft_problems"])
-    model = services_for(runtime.context).model_with_tools([DRAFT_CUSTOMER_EMAIL])
+    model = node_services(runtime).model_with_tools([DRAFT_CUSTOMER_EMAIL])
     try:
         response = _invoke(model, [*state["messages"], _instruction("draft", extra)], state,
                            runtime, "draft")
     except Exception as problem:
-        return {"draft_attempts": attempts,
+        return {"draft_attempts": attempts, "must_escalate": True,
                 "escalation_reason": f"model unavailable while drafting: {_short(problem)}"}
     return {"messages": [response], "draft_attempts": attempts}
 
@@ -409,7 +409,7 @@ def _retries_left(state: TriageState, context: Context) -> bool:
 
 def route_after_draft(state: TriageState, runtime: Runtime[Context]) -> str:
     message = last_ai_message(state.get("messages", []))
-    if str(state.get("escalation_reason") or "").startswith("model unavailable"):
+    if state.get("must_escalate"):
         return "escalate"
     if message is not None and (message.tool_calls or message.invalid_tool_calls):
         return "draft_gate"
@@ -420,8 +420,8 @@ def draft_gate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """The approval gate before the draft tool."""
     update = run_gate(state, runtime, "draft")
     denials = [r["reason"] for r in update["gate_log"] if r["verdict"] != "allow"]
-    if any(MUST_ESCALATE in reason for reason in denials):
-        update["escalation_reason"] = next(r for r in denials if MUST_ESCALATE in r)
+    if update.get("must_escalate"):
+        pass  # the gate gave the reason: the safety check forced an escalation
     elif denials and not update["approved_calls"]:
         update["draft_problems"] = denials
         if not _retries_left(state, runtime.context):
@@ -432,8 +432,7 @@ def draft_gate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
 def route_after_draft_gate(state: TriageState, runtime: Runtime[Context]) -> str:
     if state.get("approved_calls"):
         return "draft_tool"
-    reason = state.get("escalation_reason") or ""
-    if MUST_ESCALATE in reason or not _retries_left(state, runtime.context):
+    if state.get("must_escalate") or not _retries_left(state, runtime.context):
         return "escalate"
     return "draft"
 
@@ -443,7 +442,7 @@ def _sender_contacts(state: TriageState, runtime: Runtime[Context]) -> set[str]:
     contacts = {str(state["email"]["sender"])}
     if customer is None:
         return contacts
-    with services_for(runtime.context).business_db.session(customer) as session:
+    with node_services(runtime).business_db.session(customer) as session:
         return contacts | set(session.sender_contacts())
 
 
@@ -463,7 +462,7 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     report = outcome.report
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
-    store = services_for(runtime.context).case_store
+    store = node_services(runtime).case_store
     with store.atomic():  # the draft and the case's new status are recorded together
         version = store.record_draft(
             _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
@@ -542,7 +541,7 @@ def human_review(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
     reviewer = str(answer.get("reviewer") or "reviewer")
     review_index = len(state.get("review_decisions", []))
     review_id = f"{state.get('thread_id')}:review:{review_index}"
-    store = services_for(runtime.context).case_store
+    store = node_services(runtime).case_store
     email_id = _email_id(state)
     draft_record = dict(state.get("draft") or {})
     record: dict[str, Any] = {"type": kind, "reviewer": reviewer, "review_id": review_id}
@@ -558,8 +557,6 @@ def human_review(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any
             _audit(state, runtime, "review.edit_rejected", f"review:{review_index}:invalid",
                    outcome="failure", actor=reviewer, reason="; ".join(problems)[:300])
             return {"draft_problems": problems, "review_outcome": "ask_again"}
-        from mediavault.agent.stores.case_store import edit_size
-
         size = edit_size(str(draft_record.get("body", "")), new_body)
         with store.atomic():  # the edited version and the decision are one commit
             version = store.record_draft(email_id, text=new_body, source="reviewer", valid=True,
@@ -632,7 +629,7 @@ def escalate(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     decision = state.get("decision") or {}
     facts = {"decided_reason_code": decision.get("reason_code"),
              "escalation_reason": state.get("escalation_reason") or decision.get("rationale")}
-    model = services_for(runtime.context).model_with_tools([CREATE_ESCALATION_TICKET])
+    model = node_services(runtime).model_with_tools([CREATE_ESCALATION_TICKET])
     try:
         response = _invoke(model, [*state["messages"],
                                    _instruction("escalate", render_facts(facts))],
@@ -703,7 +700,7 @@ def ticket_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]
     if reviewer_queue and reviewer_queue in policy_rules().queues and state.get(
             "review_decisions"):
         ticket_record["suggested_routing"] = reviewer_queue
-    services_for(runtime.context).case_store.record_ticket(_email_id(state), ticket_record)
+    node_services(runtime).case_store.record_ticket(_email_id(state), ticket_record)
     _audit(state, runtime, "tool.execution", f"tool:{call['id']}", tool_call_id=call["id"],
            details={"tool": CREATE_ESCALATION_TICKET, "ticket_id": ticket.ticket_id,
                     "queue": ticket_record["suggested_routing"]})
@@ -722,7 +719,7 @@ def _risk_names(state: TriageState) -> list[str]:
 
 def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Record exactly one outcome for the email (idempotent on its id)."""
-    services = services_for(runtime.context)
+    services = node_services(runtime)
     store = services.case_store
     email = state["email"]
     decision = state.get("decision") or {}
@@ -730,7 +727,7 @@ def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     reviews = state.get("review_decisions") or []
     last_review = reviews[-1] if reviews else {}
     outbox_path: str | None = None
-    message: OutboxMessage | None = None
+    message: SentReply | None = None
     if ticket is not None:
         status, route, queue = "escalated", "escalate", ticket.get("suggested_routing")
     elif last_review.get("type") == "reject":
@@ -738,8 +735,8 @@ def finalize(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
     else:
         status, route, queue = "approved", "draft", None
         draft_record = state.get("draft") or {}
-        message = write_outbox_message(
-            runtime.context.outbox_path, email_id=_email_id(state),
+        message = services.outbox.write_reply(
+            email_id=_email_id(state),
             to=str(draft_record.get("to") or email["sender"]),
             subject=str(email.get("subject", "")), body=str(draft_record.get("body", "")),
             in_reply_to=email.get("message_id"),

@@ -14,6 +14,31 @@ from langgraph.graph.message import add_messages
 
 Route = Literal["draft", "escalate"]
 Phase = Literal["investigate", "draft", "escalate"]
+#: What the last review asked for; :func:`graph.nodes.route_after_review` routes on it.
+ReviewOutcome = Literal["approved", "ask_again", "revise", "escalate", "closed"]
+
+
+class RiskRecord(TypedDict, total=False):
+    """The safety check's finding (``flags`` as RiskFlag dicts)."""
+
+    forced_escalation: bool
+    reason_code: str | None
+    queue: str | None
+    level: str
+    flags: list[dict[str, Any]]
+    #: Set when part of the email was never read (too long): a person reads it all.
+    unread_part: str
+
+
+class DecisionRecord(TypedDict, total=False):
+    """The enforced decision (graph.decision.EnforcedDecision) the run acts on."""
+
+    route: Route
+    reason_code: str
+    rationale: str
+    policy_refs: list[str]
+    queue: str | None
+    overridden: str | None
 
 
 class GateVerdictRecord(TypedDict):
@@ -50,7 +75,7 @@ class TriageState(TypedDict, total=False):
     thread_id: str
     customer: dict[str, Any] | None
     quoted_history: str
-    risk: dict[str, Any]
+    risk: RiskRecord
     messages: Annotated[list[AnyMessage], add_messages]
     #: Approved tool calls waiting for the tool node of the current phase.
     approved_calls: list[dict[str, Any]]
@@ -60,16 +85,18 @@ class TriageState(TypedDict, total=False):
     tool_calls: int
     started_at: float
     budget_exceeded: str | None
-    decision: dict[str, Any]
+    decision: DecisionRecord
     draft_attempts: int
     draft: dict[str, Any] | None
     draft_problems: list[str]
     ticket: dict[str, Any] | None
     review_decisions: Annotated[list[dict[str, Any]], operator.add]
     revisions: int
-    #: What the last review asked for: approved, ask_again, revise, escalate or closed.
-    review_outcome: str
+    review_outcome: ReviewOutcome
     escalation_reason: str | None
+    #: The run must go to a person now (the model failed while drafting, or the gate refused a
+    #: draft because the safety check forced an escalation); routing reads this, not reasons.
+    must_escalate: bool
     outcome: dict[str, Any]
     #: Audit events recorded since the log was last written (see graph.audit_trail).
     audit_pending: Annotated[list[dict[str, Any]], operator.add]
@@ -79,7 +106,7 @@ class TriageOutput(TypedDict, total=False):
     """What a run returns to callers."""
 
     outcome: dict[str, Any]
-    decision: dict[str, Any]
+    decision: DecisionRecord
     draft: dict[str, Any] | None
     ticket: dict[str, Any] | None
     gate_log: list[GateVerdictRecord]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         reject_draft,
         show_case,
     )
-    from mediavault.graph.builder import build_graph
+    from mediavault.agent.wiring import build_graph
     from mediavault.graph.context import ConfigurationError, Context
     from mediavault.graph.decision import TriageDecision
     from mediavault.graph.inbound_email import InboundEmail

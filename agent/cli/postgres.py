@@ -32,10 +32,14 @@ def init_postgres(
         PostgresProvisioningError,
         init_postgres_database,
     )
+    from mediavault.tools.business_db.scope_token import SCOPE_KEY_ENV
 
     if "://" not in admin_dsn and "=" not in admin_dsn:
         _fail("--postgres takes a DSN such as postgresql://admin@db-host/mediavault", 2)
     password = os.environ.get(AGENT_PASSWORD_VARIABLE) or None
+    # The key the agent signs each session's customer scope with: kept when already set (a
+    # reload with --force), else generated and printed once below.
+    scope_key = os.environ.get(SCOPE_KEY_ENV, "").strip() or None
     try:
         summary = init_postgres_database(
             admin_dsn,
@@ -44,6 +48,7 @@ def init_postgres(
             as_of=as_of,
             agent_password=password,
             replace=force,
+            scope_key=scope_key,
         )
     except PostgresProvisioningError as error:
         _fail(str(error), 1)
@@ -62,3 +67,12 @@ def init_postgres(
     hint = "" if password else f" (set its password first, or use {AGENT_PASSWORD_VARIABLE})"
     console.print(Text(f"Agent role {summary.agent_role}{hint}; point the agent at it with:"))
     console.print(Text(f"  MEDIAVAULT_DB='{summary.agent_dsn}'"))
+    if scope_key is None:
+        console.print(
+            Text(
+                f"  {SCOPE_KEY_ENV}='{summary.scope_key}'  (new secret: keep it with the agent's "
+                "configuration, never with the database role)"
+            )
+        )
+    else:
+        console.print(Text(f"  {SCOPE_KEY_ENV} as set in this environment"))

@@ -135,7 +135,7 @@ def _note(label: str, text: str) -> None:
 
 def _check_services(context: Context) -> None:
     """Fail once, before any email is touched, when the model or database cannot work."""
-    from mediavault.graph.services import services_for
+    from mediavault.agent.wiring import services_for
     from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
     services = services_for(context)

@@ -150,3 +150,17 @@ def write_outbox_message(
         Path(temporary).unlink(missing_ok=True)
         raise
     return OutboxMessage(path=path, message_id=message_id)
+
+
+@dataclass(frozen=True)
+class OutboxDirectory:
+    """The outbox the graph writes approved replies to (its ``Outbox`` port): a directory."""
+
+    path: Path
+
+    def write_reply(
+        self, *, email_id: str, to: str, subject: str, body: str, in_reply_to: str | None
+    ) -> OutboxMessage:
+        """Write the reply to ``email_id`` once (see :func:`write_outbox_message`)."""
+        return write_outbox_message(self.path, email_id=email_id, to=to, subject=subject,
+                                    body=body, in_reply_to=in_reply_to)

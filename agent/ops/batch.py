@@ -34,7 +34,6 @@ from mediavault.agent.api import (
 )
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
-from mediavault.graph.services import services_for
 
 #: The most emails one batch runs at once; beyond this SQLite writers only queue up.
 MAX_CONCURRENCY = 64
@@ -70,7 +69,6 @@ async def triage_batch(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     context = resolve_context(context, model)
-    _open_shared_services(context)
     report = on_result or (lambda result: None)
     entries: list[TriageResult | asyncio.Task[TriageResult]] = []
     async with async_compiled_graph(context) as graph:
@@ -116,14 +114,6 @@ async def triage_batch(
             # callers see that error itself rather than a group of one.
             raise failure.exceptions[0] from None
     return [entry if isinstance(entry, TriageResult) else entry.result() for entry in entries]
-
-
-def _open_shared_services(context: Context) -> None:
-    # Created here, once, before any worker thread exists: functools.cached_property stopped
-    # locking in Python 3.12, so two threads could otherwise each build their own instance.
-    services = services_for(context)
-    services.case_store  # noqa: B018 - touching the property creates it
-    services.audit  # noqa: B018
 
 
 def run_triage_batch(

@@ -21,7 +21,6 @@ state directory, across processes.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import unicodedata
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from mediavault.agent.api import NoPendingReview, ReviewDecision, TriageResult, resume
+from mediavault.agent.ops.decision_lock import one_decision_at_a_time
 from mediavault.agent.stores.audit import AuditLogError, read_events
 from mediavault.agent.stores.case_store import REVIEW_REASON_CATEGORIES, CaseRecord, CaseStore
 from mediavault.graph.context import Context
@@ -339,7 +339,7 @@ def _checkpoint_state(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The thread's latest state and the requests it waits on (empty when never checkpointed)."""
     from mediavault.agent.stores.checkpoints import open_checkpointer, uses_postgres_state
-    from mediavault.graph.builder import build_graph
+    from mediavault.agent.wiring import build_graph
 
     if not uses_postgres_state(context) and not context.checkpoint_path.exists():
         return {}, []
@@ -467,12 +467,14 @@ def _reviewer(reviewer: str | None) -> str:
 
 
 @contextmanager
-def _one_decision_at_a_time(context: Context) -> Iterator[None]:
-    # Two reviewers deciding the same case from two terminals: the second waits here, then
-    # finds the case decided instead of racing the first through the graph.
-    context.home.mkdir(parents=True, exist_ok=True)
-    with open(context.home / "reviews.lock", "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+def deciding(context: Context, email_id: str) -> Iterator[None]:
+    """Hold the one decision lock of ``email_id``'s run (see :mod:`agent.ops.decision_lock`).
+
+    Two reviewers deciding the same case: the second waits here, then finds the case decided
+    instead of racing the first through the graph. Raises :class:`CaseNotFound` for an
+    unknown email.
+    """
+    with one_decision_at_a_time(context, _case(context, email_id).thread_id):
         yield
 
 
@@ -503,7 +505,7 @@ def _waiting_case(context: Context, email_id: str) -> CaseRecord:
 def _apply(
     context: Context, email_id: str, decision: ReviewDecision, draft_version: int | None
 ) -> TriageResult:
-    with _one_decision_at_a_time(context):
+    with deciding(context, email_id):
         case = _waiting_case(context, email_id)
         current = case.latest_draft.version if case.latest_draft else None
         if draft_version is not None and current != draft_version:

@@ -312,7 +312,7 @@ def queue_for(context: Context, *, lease_seconds: float = DEFAULT_LEASE_SECONDS)
 def _record_given_up(context: Context, email: InboundEmail, reason: str) -> None:
     """One failed outcome for an email no worker could finish (idempotent)."""
     from mediavault.agent.api import record_failed_outcome
-    from mediavault.graph.services import services_for
+    from mediavault.agent.wiring import services_for
 
     if not services_for(context).case_store.has_outcome(email.email_id):
         record_failed_outcome(context, email, reason)

@@ -59,6 +59,7 @@ from typing import Literal, TypedDict, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.graph.context import ConfigurationError
+from mediavault.tools.fingerprint import digest
 
 AUDIT_KEY_ENV = "MEDIAVAULT_AUDIT_KEY"
 #: Keys shorter than this give a false sense of protection; refuse them.
@@ -120,33 +121,6 @@ def audit_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None
             'bytes, e.g. the output of `python -c "import secrets; print(secrets.token_hex(32))"`'
         )
     return key
-
-
-def _json_fallback(value: object) -> object:
-    # Values that commonly appear in tool arguments but are not JSON types.
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Path | uuid.UUID) or hasattr(value, "isoformat"):
-        return str(value)
-    raise TypeError(f"cannot digest a value of type {type(value).__name__}")
-
-
-def digest(value: object) -> str:
-    """A short fingerprint of ``value``: ``"sha256:"`` + 16 hex digits of its canonical JSON.
-
-    Equal values (dicts in any key order) give equal digests, so an auditor can check that
-    the arguments they hold are the ones logged, without the log storing them.
-    """
-    canonical = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_fallback
-    )
-    return _PLAIN_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def _canonical(record: Mapping[str, object]) -> bytes:

@@ -31,7 +31,7 @@ from mediavault.agent.web.schemas import (
     ReviewQueue,
     SessionInfo,
 )
-from mediavault.graph.services import services_for
+from mediavault.agent.wiring import services_for
 
 ApiReviewer = Annotated[Reviewer, Depends(api_reviewer)]
 ApiDecider = Annotated[Reviewer, Depends(api_decider)]

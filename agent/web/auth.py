@@ -27,7 +27,7 @@ from fastapi import Depends, Request
 
 from mediavault.agent.web.accounts import REVIEWER_NAME
 from mediavault.agent.web.runtime import console
-from mediavault.graph.services import services_for
+from mediavault.agent.wiring import services_for
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

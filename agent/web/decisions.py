@@ -3,13 +3,12 @@
 The review desk (:mod:`agent.ops.review_desk`) does the work: one decision at a time per state
 directory, refused edits with their reasons, "already decided" for the second of two
 reviewers. The console adds the review token its forms carry (see
-:func:`~agent.web.case_view.review_token`), checked under a per-case lock so that checking
-and deciding are one step for every request this process serves.
+:func:`~agent.web.case_view.review_token`), checked under the desk's decision lock so that
+checking and deciding are one step, across requests and processes.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,16 +18,6 @@ from mediavault.graph.context import Context
 
 Result = Literal["done", "invalid", "already_decided", "stale", "not_found"]
 Kind = Literal["approve", "edit", "reject", "escalate"]
-
-_CASE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_CASE_LOCKS_GUARD = threading.Lock()
-
-
-def _case_lock(context: Context, email_id: str) -> threading.Lock:
-    key = (str(context.home.resolve()), email_id)
-    with _CASE_LOCKS_GUARD:
-        return _CASE_LOCKS.setdefault(key, threading.Lock())
-
 
 @dataclass(frozen=True)
 class DecisionOutcome:
@@ -86,8 +75,8 @@ def apply_decision(
 
     With ``expected_token`` the decision applies only to the draft that token names.
     """
-    with _case_lock(context, email_id):
-        try:
+    try:
+        with review_desk.deciding(context, email_id):
             if expected_token is not None:
                 current = review_desk.show_case(email_id, context)
                 if current.awaiting_review and review_token(current) != expected_token:
@@ -98,22 +87,22 @@ def apply_decision(
                         status=current.status,
                     )
             outcome = _apply(context, email_id, decision)
-        except review_desk.CaseNotFound as problem:
-            return DecisionOutcome("not_found", str(problem))
-        except review_desk.EditRefused as problem:
-            return DecisionOutcome(
-                "invalid",
-                "The edit was not accepted; the draft is unchanged.",
-                status="awaiting_review",
-                problems=problem.problems,
-            )
-        except review_desk.InvalidDecision as problem:
-            return DecisionOutcome(
-                "invalid", f"The decision was refused: {problem}", problems=(str(problem),)
-            )
-        except review_desk.DraftChanged as problem:
-            return DecisionOutcome("stale", f"The draft changed since you opened it: {problem}")
-        except review_desk.NoReviewWaiting as problem:
-            # ReviewAlreadyDecided included: the second of two reviewers lands here.
-            return DecisionOutcome("already_decided", f"Not recorded: {problem}.")
+    except review_desk.CaseNotFound as problem:
+        return DecisionOutcome("not_found", str(problem))
+    except review_desk.EditRefused as problem:
+        return DecisionOutcome(
+            "invalid",
+            "The edit was not accepted; the draft is unchanged.",
+            status="awaiting_review",
+            problems=problem.problems,
+        )
+    except review_desk.InvalidDecision as problem:
+        return DecisionOutcome(
+            "invalid", f"The decision was refused: {problem}", problems=(str(problem),)
+        )
+    except review_desk.DraftChanged as problem:
+        return DecisionOutcome("stale", f"The draft changed since you opened it: {problem}")
+    except review_desk.NoReviewWaiting as problem:
+        # ReviewAlreadyDecided included: the second of two reviewers lands here.
+        return DecisionOutcome("already_decided", f"Not recorded: {problem}.")
     return DecisionOutcome("done", outcome.summary + ".", status=outcome.status)

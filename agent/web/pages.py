@@ -33,7 +33,7 @@ from mediavault.agent.web.case_view import review_token as token_of
 from mediavault.agent.web.charts import horizontal_bars, stacked_columns
 from mediavault.agent.web.decisions import Decision, DecisionOutcome, apply_decision
 from mediavault.agent.web.runtime import console
-from mediavault.graph.services import services_for
+from mediavault.agent.wiring import services_for
 from mediavault.policies import policy_rules
 from mediavault.tools.policy_retrieval import default_policy_library
 

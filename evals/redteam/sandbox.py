@@ -35,7 +35,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from mediavault.agent.api import TriageResult, triage_email
 from mediavault.agent.mail.outbox import outbox_file_name
 from mediavault.agent.stores.case_store import CaseStore
-from mediavault.graph.builder import build_graph
+from mediavault.agent.wiring import build_graph
 from mediavault.graph.context import Context
 from mediavault.graph.nodes import thread_id_for
 from mediavault.tools.agent_tools import INVESTIGATION_TOOLS

@@ -27,7 +27,7 @@ from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.models.factory import build_chat_model
 from mediavault.agent.stores.audit import read_events, verify_audit_log
 from mediavault.agent.stores.case_store import CaseStore
-from mediavault.graph.builder import build_graph
+from mediavault.agent.wiring import build_graph
 from mediavault.graph.context import ConfigurationError, Context
 
 pytestmark = pytest.mark.integration

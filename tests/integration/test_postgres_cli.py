@@ -44,8 +44,11 @@ def test_db_init_postgres_provisions_and_prints_the_agent_dsn(
     assert "business date 2026-03-02" in result.output
     agent_dsn = re.search(r"MEDIAVAULT_DB='([^']+)'", result.output)
     assert agent_dsn is not None and "mediavault_agent" in agent_dsn.group(1)
+    scope_key = re.search(r"MEDIAVAULT_SCOPE_KEY='([0-9a-f]{64})'", result.output)
+    assert scope_key is not None
+    agent_env = {"MEDIAVAULT_DB": agent_dsn.group(1), "MEDIAVAULT_SCOPE_KEY": scope_key.group(1)}
 
-    # The printed DSN is all the user needs: `sql` runs as the agent would, on Postgres.
+    # The printed DSN and key are all the user needs: `sql` runs as the agent would.
     done = runner.invoke(
         app,
         [
@@ -55,12 +58,12 @@ def test_db_init_postgres_provisions_and_prints_the_agent_dsn(
             "dana.whitfield@example.com",
             "SELECT count(*) AS n FROM my_account",
         ],
-        env={"MEDIAVAULT_DB": agent_dsn.group(1)},
+        env=agent_env,
     )
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["rows"] == [{"n": 1}]
     refused = runner.invoke(
-        app, ["sql", "SELECT email FROM customer"], env={"MEDIAVAULT_DB": agent_dsn.group(1)}
+        app, ["sql", "SELECT email FROM customer"], env=agent_env
     )
     assert refused.exit_code == 2 and "account_data" in refused.output
 

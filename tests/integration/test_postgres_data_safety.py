@@ -35,6 +35,13 @@ from mediavault.tools.business_db.postgres_loader import (
     dsn_for_role,
     init_postgres_database,
 )
+from mediavault.tools.business_db.scope_token import (
+    IDENTIFY_BACKEND_SQL,
+    SCOPE_KEY_ENV,
+    Backend,
+    new_scope_key,
+    sign_scope,
+)
 from mediavault.tools.business_db.sessions import (
     BusinessDatabase,
     BusinessDatabaseError,
@@ -122,6 +129,7 @@ class LoadedSakila:
     admin_dsn: str
     agent_dsn: str
     database: str
+    scope_key: bytes
     sender_email: str
     sender_id: int
     other_ids: tuple[int, ...]
@@ -173,16 +181,23 @@ def sakila(request: pytest.FixtureRequest, pg_cluster: PostgresCluster) -> Itera
     source: Path = request.getfixturevalue(source_fixture)
     database = pg_cluster.create_database(f"safety_{request.param}")
     admin = pg_cluster.dsn(database)
-    summary = init_postgres_database(admin, sqlite_path=source, statement_timeout_ms=3000)
+    summary = init_postgres_database(
+        admin, sqlite_path=source, statement_timeout_ms=3000, scope_key=new_scope_key()
+    )
     assert summary.warnings == ()
+    # The application's own secret, which the agent role's credentials do not give.
+    patch = pytest.MonkeyPatch()
+    patch.setenv(SCOPE_KEY_ENV, summary.scope_key)
     yield LoadedSakila(
         name=request.param,
         source=source,
         admin_dsn=admin,
         agent_dsn=summary.agent_dsn,
         database=database,
+        scope_key=bytes.fromhex(summary.scope_key),
         **_facts(source),
     )
+    patch.undo()
     pg_cluster.drop_database(database)
 
 
@@ -243,6 +258,15 @@ def _leaked(sakila: LoadedSakila, payload: object) -> set[str]:
 def _agent(sakila: LoadedSakila) -> psycopg.Connection[Any]:
     """A raw connection as the agent role: no guard, no application, just the server."""
     return psycopg.connect(sakila.agent_dsn, autocommit=True)
+
+
+def _bind_scope(sakila: LoadedSakila, conn: psycopg.Connection[Any], customer_id: int) -> None:
+    """Do what the application does: sign this backend's scope with the application's key."""
+    pid, started_us, server_now = conn.execute(IDENTIFY_BACKEND_SQL).fetchone()
+    token = sign_scope(sakila.scope_key, customer_id, Backend(pid, started_us), server_now + 60)
+    conn.execute(
+        psycopg.sql.SQL("SET mediavault.scope = {}").format(psycopg.sql.Literal(token))
+    )
 
 
 # ------------------------------------------------------------ the whole corpus, Postgres dialect
@@ -366,7 +390,7 @@ def test_no_customer_set_means_no_account_rows(sakila: LoadedSakila) -> None:
             assert conn.execute("SELECT count(*) FROM my_account").fetchone() == (0,)
 
 
-def test_raw_sql_as_the_agent_sees_only_the_customer_set_and_never_account_tables(
+def test_raw_sql_as_the_agent_sees_only_the_signed_customer_and_never_account_tables(
     sakila: LoadedSakila,
 ) -> None:
     with _agent(sakila) as conn:
@@ -374,7 +398,7 @@ def test_raw_sql_as_the_agent_sees_only_the_customer_set_and_never_account_table
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM {table} LIMIT 1")
         for customer_id in (sakila.sender_id, *sakila.other_ids):
-            conn.execute(f"SET mediavault.customer_id = '{customer_id}'")
+            _bind_scope(sakila, conn, customer_id)
             accounts = conn.execute("SELECT customer_id FROM my_account").fetchall()
             rentals = conn.execute("SELECT DISTINCT r.rental_id FROM my_rentals r").fetchall()
             payments = conn.execute("SELECT count(*) FROM my_payments").fetchone()
@@ -393,12 +417,13 @@ def test_raw_sql_as_the_agent_sees_only_the_customer_set_and_never_account_table
 def test_row_security_binds_the_owner_too(sakila: LoadedSakila) -> None:
     with psycopg.connect(sakila.admin_dsn, autocommit=True) as conn:
         conn.execute(f"SET ROLE {OWNER_ROLE}")
-        assert conn.execute("SELECT count(*) FROM customer").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM staff").fetchone() == (0,)
-        conn.execute(f"SET mediavault.customer_id = '{sakila.sender_id}'")
-        assert conn.execute("SELECT count(*) FROM customer").fetchone() == (1,)
-        assert conn.execute("SELECT count(DISTINCT customer_id) FROM rental").fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM address").fetchone() == (1,)
+        for setting in ("", "mediavault.customer_id", "mediavault.scope"):
+            if setting:  # a bare id: what used to bind the scope, and now binds nothing
+                conn.execute(f"SET {setting} = '{sakila.sender_id}'")
+            assert conn.execute("SELECT count(*) FROM customer").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM staff").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM rental").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM address").fetchone() == (0,)
 
 
 def test_the_agent_role_has_no_temp_no_create_and_no_write(sakila: LoadedSakila) -> None:

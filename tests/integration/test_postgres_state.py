@@ -8,7 +8,6 @@ process from checkpoints that live in Postgres.
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 import sys
@@ -187,16 +186,6 @@ def test_postgres_store_records_exactly_what_the_sqlite_store_records(
     assert case is not None and case.email is not None
     assert case.email.body.count("truncated") == 1  # stored once, never cut again
     assert postgres_store.migrate() == []  # already up to date
-
-
-def test_every_public_method_of_the_sqlite_store_has_a_postgres_version() -> None:
-    public = {
-        name
-        for name, _ in inspect.getmembers(CaseStore, inspect.isfunction)
-        if not name.startswith("_")
-    }
-    missing = sorted(name for name in public if name not in vars(PostgresCaseStore))
-    assert missing == []
 
 
 def test_parallel_writers_get_distinct_draft_versions(state_dsn: str) -> None:

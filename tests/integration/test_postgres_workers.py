@@ -47,6 +47,7 @@ LEASE_SECONDS = "4"
 @dataclass(frozen=True)
 class Deployment:
     agent_dsn: str
+    scope_key: str
     cluster: PostgresCluster
 
 
@@ -57,7 +58,7 @@ def deployment(pg_cluster: PostgresCluster, demo_db_path: Path) -> Iterator[Depl
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [WORKER_ROLE]).fetchone():
             conn.execute(f"CREATE ROLE {WORKER_ROLE} LOGIN")
-    yield Deployment(agent_dsn=summary.agent_dsn, cluster=pg_cluster)
+    yield Deployment(agent_dsn=summary.agent_dsn, scope_key=summary.scope_key, cluster=pg_cluster)
     pg_cluster.drop_database(database)
 
 
@@ -95,7 +96,8 @@ def _worker(
 ) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAVAULT_")}
     env.update(
-        MEDIAVAULT_HOME=str(home), MEDIAVAULT_DB=deployment.agent_dsn, MEDIAVAULT_STATE_DB=state
+        MEDIAVAULT_HOME=str(home), MEDIAVAULT_DB=deployment.agent_dsn, MEDIAVAULT_STATE_DB=state,
+        MEDIAVAULT_SCOPE_KEY=deployment.scope_key,
     )
     return subprocess.Popen(
         [

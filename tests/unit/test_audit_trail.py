@@ -14,7 +14,7 @@ from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.stores.audit import AuditLog, read_events, verify_audit_log
 from mediavault.agent.stores.case_store import CaseStore
 from mediavault.agent.stores.checkpoints import open_checkpointer
-from mediavault.graph.builder import build_graph
+from mediavault.agent.wiring import build_graph
 from mediavault.graph.context import Context
 from mediavault.graph.nodes import thread_id_for
 

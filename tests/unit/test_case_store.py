@@ -17,9 +17,9 @@ from mediavault.agent.stores.case_store import (
     CaseNotFoundError,
     CaseStore,
     CaseStoreBusyError,
-    edit_size,
 )
 from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
+from mediavault.tools.drafting.edits import edit_size
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TABLES = ("emails", "cases", "drafts", "tickets", "reviews", "outbox")

@@ -28,10 +28,10 @@ from langgraph.types import Command
 
 from mediavault.agent.api import NoPendingReview, ReviewDecision, StaleReview, resume, triage_email
 from mediavault.agent.stores.checkpoints import open_checkpointer
+from mediavault.agent.wiring import build_graph
 from mediavault.evals.redteam.hostile_model import AttackPlan, compromised_model, sql
 from mediavault.evals.redteam.injections import BENIGN_EMAILS
 from mediavault.evals.redteam.sandbox import Sandbox, file_digest
-from mediavault.graph.builder import build_graph
 from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]

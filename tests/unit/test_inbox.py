@@ -112,6 +112,30 @@ def test_an_oversized_body_is_truncated_and_flagged(tmp_path: Path) -> None:
     assert "500 characters omitted" in email.body
 
 
+def test_reading_a_truncated_email_back_leaves_it_as_it_was(tmp_path: Path) -> None:
+    # Stored and queued emails are validated again when read: the cap must be a fixed point.
+    from mediavault.graph.inbound_email import InboundEmail
+
+    body, subject = "x" * (MAX_BODY_CHARS + 500), "Hi " * 200
+    (email,) = read_inbox_csv(
+        write(tmp_path, HEADER + f"e1,2026-03-01T09:00:00Z,a@example.com,{subject},{body}\r\n")
+    ).emails
+    again = InboundEmail.model_validate(email.model_dump(mode="json"))
+    assert again == email
+    assert again.body.count("characters omitted") == 1
+    assert "\n" not in again.subject and again.subject.endswith("characters omitted ...]")
+
+
+def test_a_customer_cannot_stretch_the_cap_with_a_forged_marker() -> None:
+    from mediavault.graph.inbound_email import TRUNCATION_MARKER, InboundEmail
+
+    forged = "x" * (MAX_BODY_CHARS + 10) + TRUNCATION_MARKER.format(dropped=1)
+    email = InboundEmail.from_fields(email_id="e1", received_at="2026-03-01T09:00:00Z",
+                                     body=forged, **{"from": "a@example.com"})
+    assert len(email.body) <= MAX_BODY_CHARS + len(TRUNCATION_MARKER) + 10
+    assert email.body.endswith(TRUNCATION_MARKER.format(dropped=len(forged) - MAX_BODY_CHARS))
+
+
 # ---------------------------------------------------------------------------- sample inbox
 
 

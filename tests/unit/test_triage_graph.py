@@ -18,7 +18,8 @@ from mediavault.agent.models.rules_model import RulesChatModel
 from mediavault.agent.models.scripted_model import ScriptedChatModel, tool_call_message
 from mediavault.agent.stores.audit import read_events, verify_audit_log
 from mediavault.agent.stores.case_store import CaseStore
-from mediavault.graph.builder import NODE_NAMES, build_graph
+from mediavault.agent.wiring import build_graph
+from mediavault.graph.builder import NODE_NAMES
 from mediavault.graph.context import Context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -305,6 +306,26 @@ def _script(*turns: Callable[[list[BaseMessage], list[str]], AIMessage]) -> Scri
     return ScriptedChatModel(script=play)
 
 
+def test_a_tool_named_like_a_budget_message_does_not_end_the_investigation(
+    context: Context,
+) -> None:
+    # The gate's denial repeats the unknown name; routing reads the denial's code, so a model
+    # cannot cut the investigation short (or steer the escalation) by choosing its words.
+    def spoof(messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+        return AIMessage(content="", tool_calls=[
+            {"name": "tool budget exhausted", "args": {}, "id": "s1", "type": "tool_call"}])
+
+    result = triage_email(_email("spoof-1", "Question", "When is my film due?"),
+                          context=context, model=_script(spoof))
+    assert [r["verdict"] for r in result.gate_log if r["phase"] == "investigate"] == ["deny"]
+    from mediavault.agent.api import _compiled_graph, _config
+
+    with _compiled_graph(context) as graph:
+        state = graph.get_state(_config(result.thread_id)).values
+    assert not state.get("budget_exceeded")
+    assert state["model_calls"] >= 2  # the investigation went on after the denial
+
+
 def test_unknown_tools_malformed_arguments_and_missing_ids_are_denied_not_crashed(
     context: Context,
 ) -> None:
@@ -519,3 +540,23 @@ def test_an_email_too_long_to_read_in_full_goes_to_a_person(context: Context) ->
     assert result.ticket is not None
     assert "too long to check in full" in result.ticket["escalation_reason"]
     assert _count(context, "drafts") == 0
+
+
+@pytest.mark.parametrize("source", ["dict", "record"])
+def test_the_stored_truncation_marker_counts_the_characters_really_omitted(
+    context: Context, source: str
+) -> None:
+    # The API validates the email and the graph's ingest reads it again: the cap must apply
+    # once, so the stored marker names the characters the customer wrote beyond it.
+    from mediavault.agent.stores.case_store import CaseStore
+    from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
+
+    body = "Where is my refund? " * 1100  # 22,000 characters
+    fields = _email("long-marker", "Refund", body)
+    email = InboundEmail.from_fields(**fields) if source == "record" else fields
+    triage_email(email, context=context)
+    stored = CaseStore(context.cases_path).get_case("long-marker")
+    assert stored is not None
+    omitted = len(body) - MAX_BODY_CHARS
+    assert stored.email.body == body[:MAX_BODY_CHARS] + TRUNCATION_MARKER.format(dropped=omitted)
+    assert stored.email.body.count("characters omitted") == 1

@@ -7,11 +7,13 @@ The application connects as ``mediavault_agent`` (provisioned by ``mediavault db
   account table, no CREATE, no TEMP and no ``set_config``. Opening the database refuses a
   role that is a superuser, bypasses row security, owns the tables or may write to them;
 * every query runs in a transaction the application opens ``READ ONLY``, in which the
-  application itself sets the verified customer id (``SET LOCAL mediavault.customer_id``)
-  and a ``statement_timeout``, and which it rolls back afterwards, so nothing a query does to
-  the session outlives it;
-* the account tables are under ``FORCE ROW LEVEL SECURITY``: with the setting unset or empty
-  they show no row at all, with it set they show that customer's rows only;
+  application itself binds the verified customer (``SET LOCAL mediavault.scope`` to a token
+  signed with ``MEDIAVAULT_SCOPE_KEY`` for this connection's server backend) and a
+  ``statement_timeout``, and which it rolls back afterwards, so nothing a query does to the
+  session outlives it;
+* the account tables are under ``FORCE ROW LEVEL SECURITY``: without a valid token they show
+  no row at all, with one they show that customer's rows only; a session that loosened its
+  timeouts or memory settings is refused every read;
 * the query is sent with the extended protocol, which carries exactly one statement, and its
   rows are streamed and cut at the row and size caps; a watchdog cancels it client-side if the
   server has not stopped it shortly after its time budget.
@@ -19,17 +21,13 @@ The application connects as ``mediavault_agent`` (provisioned by ``mediavault db
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
-from decimal import Decimal
-from typing import Any
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import date
+from itertools import chain
+from typing import Any, TypeVar
 
 from mediavault.tools.business_db.postgres_loader import (
     ACCOUNT_TABLES,
@@ -38,61 +36,44 @@ from mediavault.tools.business_db.postgres_loader import (
     BUSINESS_DATE_SETTING,
     CATALOG_TABLES,
     CATALOG_VIEWS,
-    CUSTOMER_SETTING,
     PRIVATE_SCHEMA,
     SCOPE_VIEWS,
     dsn_for_role,
     redact_dsn,
 )
+from mediavault.tools.business_db.scope_token import (
+    IDENTIFY_BACKEND_SQL,
+    SCOPE_SETTING,
+    Backend,
+    ScopeKeyError,
+    scope_key_from_environment,
+    sign_scope,
+)
+from mediavault.tools.business_db.scoped_session import (
+    DialectConnection,
+    DialectDatabase,
+    RowConsumer,
+    first_line,
+    table_description,
+)
 from mediavault.tools.business_db.sessions import (
-    CATALOG_HINT,
-    SCOPE_HINT,
-    BusinessDatabase,
     BusinessDatabaseError,
-    ColumnDescription,
     CustomerIdentity,
     DataAccessRefused,
-    JsonScalar,
-    QueryResult,
-    SchemaDescription,
-    ScopedSession,
     TableDescription,
-    account_refusal,
-    refuse_out_of_scope,
 )
-from mediavault.tools.business_db.sql_guard import guard_sql
 
-#: Result size cap, as for SQLite: no support answer needs more.
-MAX_RESULT_BYTES = 64 * 1024
+_T = TypeVar("_T")
 #: How long after the time budget the client gives up waiting for the server's own timeout.
 CLIENT_GRACE_SECONDS = 0.5
+#: How long a signed scope token stays valid after its transaction began (clock skew between
+#: the application and the server is measured at connect and taken out).
+SCOPE_TOKEN_SECONDS = 120
 CONNECT_TIMEOUT_SECONDS = 10
 
-_TABLE_NOTES: dict[str, str] = {
-    "film": "films: rental_duration is the loan period in days; rental_rate and "
-    "replacement_cost in dollars",
-    "category": "film categories (genres)",
-    "film_category": "which category each film belongs to",
-    "language": "film languages",
-    "actor": "actors",
-    "film_actor": "which actors appear in each film",
-    "film_text": "film titles and descriptions (text search copy of film)",
-    "inventory": "physical copies of films, one row per copy, by store",
-    "store": "the stores (store_id)",
-    "my_account": "the sender's own customer record, with address and phone",
-    "my_rentals": "the sender's rentals; due_date = rental_date + rental_duration days; "
-    "return_date NULL means not returned yet",
-    "my_payments": "the sender's payments; title is the rented film, when the payment "
-    "belongs to a rental",
-}
 #: Account data by name, for a friendly refusal before the server's own.
 _ACCOUNT_NAMES = frozenset(ACCOUNT_TABLES) | frozenset(ACCOUNT_VIEWS) | {"city", "country"}
 _SCOPE_NAMES = frozenset(SCOPE_VIEWS)
-
-
-def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
-    return account_refusal(table, verified=verified, account_names=_ACCOUNT_NAMES,
-                           scope_names=_SCOPE_NAMES)
 
 
 def _psycopg() -> Any:
@@ -104,50 +85,6 @@ def _psycopg() -> Any:
             "pip install 'mediavault-agent[postgres]'"
         ) from None
     return psycopg
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _json_value(value: object) -> JsonScalar:
-    if value is None or isinstance(value, str | int):
-        return value
-    if isinstance(value, Decimal):
-        return float(value) if value.is_finite() else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, datetime):
-        # The same text SQLite holds: "YYYY-MM-DD HH:MM:SS".
-        return value.isoformat(sep=" ")
-    if isinstance(value, date | clock_time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<binary, {len(bytes(value))} bytes>"
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    unique: list[str] = []
-    for name in names:
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        unique.append(name if count == 1 else f"{name}_{count}")
-    return unique
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedRows:
-    columns: list[str]
-    rows: list[dict[str, JsonScalar]]
-    truncation_note: str | None
-    elapsed_ms: float
 
 
 class QueryWatchdog:
@@ -177,46 +114,53 @@ class QueryWatchdog:
         self._timer.cancel()
 
 
-class PostgresScopedConnection:
+class PostgresScopedConnection(DialectConnection):
     """One connection as the agent role, every query scoped to one customer (or to none).
 
     :meth:`execute` runs SQL exactly as given (the guard is the session's job) inside a
     read-only transaction the connection opens, scopes and rolls back itself.
     """
 
+    account_names = _ACCOUNT_NAMES
+    scope_names = _SCOPE_NAMES
+
     def __init__(
-        self,
-        dsn: str,
-        customer: CustomerIdentity | None,
-        *,
-        time_budget_seconds: float = 2.0,
-        max_rows: int = 100,
-        max_result_bytes: int = MAX_RESULT_BYTES,
-    ) -> None:
-        self.customer = customer
-        self.time_budget_seconds = time_budget_seconds
-        self.max_rows = max_rows
-        self.max_result_bytes = max_result_bytes
-        self._lock = threading.Lock()
+        self, dsn: str, customer: CustomerIdentity | None, *,
+        time_budget_seconds: float = 2.0, max_rows: int = 100, scope_key: bytes | None = None,
+    ) -> None:  # fmt: skip
+        # The result size cap is the shared one.
+        super().__init__(customer, time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self._psycopg = _psycopg()
+        self._scope_key = _required_scope_key(scope_key)
         self.connection = _connect(dsn)
         try:
+            self._backend, self._clock_offset, self._timeout_ceiling_ms = _identify(
+                self.connection
+            )
             self.contacts = self._check_identity()
         except BaseException:
             self.connection.close()
             raise
 
-    def _scope_value(self) -> str:
-        # An int from a verified identity, never text from the model; '' fails closed.
-        return "" if self.customer is None else str(int(self.customer.customer_id))
+    def _scope_token(self) -> str:
+        """A token for this backend and the verified customer; '' (no rows) when unverified.
+
+        The id is an int from a verified identity, never text from the model."""
+        if self.customer is None:
+            return ""
+        expires = time.time() + self._clock_offset + SCOPE_TOKEN_SECONDS
+        return sign_scope(
+            self._scope_key, int(self.customer.customer_id), self._backend, int(expires)
+        )
 
     def _begin(self) -> None:
         sql = self._psycopg.sql
-        budget_ms = max(1, int(self.time_budget_seconds * 1000))
+        # Never above the role's own timeout: the server refuses a session that raised it.
+        budget_ms = max(1, min(int(self.time_budget_seconds * 1000), self._timeout_ceiling_ms))
         self.connection.execute("BEGIN TRANSACTION READ ONLY")
         self.connection.execute(
             sql.SQL("SET LOCAL {} = {}").format(
-                sql.Identifier(*CUSTOMER_SETTING.split(".")), sql.Literal(self._scope_value())
+                sql.Identifier(*SCOPE_SETTING.split(".")), sql.Literal(self._scope_token())
             )
         )
         self.connection.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(budget_ms))
@@ -225,78 +169,26 @@ class PostgresScopedConnection:
         if self.customer is None:
             return frozenset()
         rows = self.execute("SELECT email, phone, address, address2 FROM my_account").rows
-        email = str(rows[0]["email"] or "").strip().lower() if len(rows) == 1 else ""
-        if email != self.customer.email.strip().lower():
-            raise DataAccessRefused(
-                "identity_mismatch",
-                "The sender's identity does not match the customer on file; "
-                "account data is unavailable.",
-            )
-        return frozenset(
-            str(v).strip() for v in rows[0].values() if v is not None and str(v).strip()
-        )
+        return self.verified_contacts(list(rows[0].values()) if len(rows) == 1 else None)
 
-    def execute(self, sql: str, *, limit_hint: int | None = None) -> FetchedRows:
-        """Run one statement in a fresh scoped read-only transaction; cap rows and bytes.
-
-        Raises :class:`DataAccessRefused` for every database error.
-        """
-        psycopg = self._psycopg
-        with self._lock:
-            started = time.perf_counter()
-            watchdog = QueryWatchdog(
-                self.connection, self.time_budget_seconds + CLIENT_GRACE_SECONDS
-            )
-            try:
-                self._begin()
-                with watchdog, self.connection.cursor() as cursor:
-                    columns, rows, note = self._fetch(cursor, sql, limit_hint)
-            except psycopg.Error as error:
-                refusal = self._explain(error, watchdog.fired)
-                self._rollback()
-                raise refusal from None
-            except BaseException:
-                self._rollback()
-                raise
-            self._rollback()
-            elapsed_ms = (time.perf_counter() - started) * 1000
-        return FetchedRows(columns, rows, note, round(elapsed_ms, 3))
-
-    def _fetch(
-        self, cursor: Any, sql: str, limit_hint: int | None
-    ) -> tuple[list[str], list[dict[str, JsonScalar]], str | None]:
-        rows: list[dict[str, JsonScalar]] = []
-        columns: list[str] = []
-        size = 0
-        note: str | None = None
-        # stream(): the extended protocol (one statement only) and rows one at a time, so
-        # stopping at the cap never loads the rest of a huge result.
-        stream = cursor.stream(sql)
+    def _run(self, sql: str, consume: RowConsumer[_T]) -> _T:
+        watchdog = QueryWatchdog(self.connection, self.time_budget_seconds + CLIENT_GRACE_SECONDS)
         try:
-            for raw in stream:
-                if not columns:
-                    columns = _unique_names([d.name for d in cursor.description or ()])
-                if len(rows) >= self.max_rows:
-                    note = (
-                        f"more than {self.max_rows} rows; only the first {self.max_rows} returned"
-                    )
-                    break
-                row = {name: _json_value(v) for name, v in zip(columns, raw, strict=True)}
-                size += len(json.dumps(row, ensure_ascii=False))
-                if size > self.max_result_bytes:
-                    note = (
-                        f"result exceeds {self.max_result_bytes // 1024} KiB; "
-                        f"only the first {len(rows)} rows returned"
-                    )
-                    break
-                rows.append(row)
+            self._begin()
+            with watchdog, self.connection.cursor() as cursor:
+                # stream(): the extended protocol (one statement only) and rows one at a
+                # time, so stopping at the cap never loads the rest of a huge result.
+                stream = cursor.stream(sql)
+                try:
+                    first = next(stream, None)  # the columns are known once a row arrived
+                    names = [d.name for d in cursor.description or ()]
+                    return consume(names, stream if first is None else chain([first], stream))
+                finally:
+                    stream.close()
+        except self._psycopg.Error as error:
+            raise self._explain(error, watchdog.fired) from None
         finally:
-            stream.close()
-        if not columns:
-            columns = _unique_names([d.name for d in cursor.description or ()])
-        if note is None and limit_hint is not None and len(rows) >= limit_hint:
-            note = f"reached the {limit_hint}-row limit; more rows may exist"
-        return columns, rows, note
+            self._rollback()  # nothing a query did to the session outlives it
 
     def _rollback(self) -> None:
         # A broken connection cannot roll back; the next query reports it.
@@ -305,55 +197,52 @@ class PostgresScopedConnection:
 
     def _explain(self, error: Any, watchdog_fired: bool) -> DataAccessRefused:
         errors = self._psycopg.errors
-        text = _first_line(str(error))
+        text = first_line(str(error))
         if watchdog_fired or isinstance(error, errors.QueryCanceled):
-            return DataAccessRefused(
-                "time_budget",
-                f"The query ran past its {self.time_budget_seconds:g}-second time budget and "
-                "was stopped. Narrow it: filter with WHERE, avoid cross joins, aggregate.",
-            )
+            return self.refusal("time_budget")
         if isinstance(error, errors.InsufficientPrivilege):
             table = text.rsplit(" ", 1)[-1] if "permission denied for" in text else ""
             if table in _ACCOUNT_NAMES or "permission denied for table" in text:
-                return _account_refusal(table, verified=self.customer is not None)
+                return self.account_refusal(table)
             if "function" in text:
-                name = table.split("(")[0] or "that function"
-                return DataAccessRefused(
-                    "function_not_allowed", f"Function {name}() is not allowed in a query."
-                )
-            return DataAccessRefused(
-                "select_only", "Only reading with SELECT is allowed; that was refused."
-            )
-        if isinstance(error, errors.ReadOnlySqlTransaction):
-            return DataAccessRefused(
-                "select_only", "The business database is read-only; only SELECT queries run."
-            )
+                return self.refusal("function", table.split("(")[0] or "that function")
+            return self.refusal("not_a_read")
         if "didn't produce a result" in text:  # a command such as SET: rolled back unseen
-            return DataAccessRefused(
-                "select_only", "Only SELECT queries run; that statement returns no rows."
-            )
+            return self.refusal("no_rows")
         if "multiple commands" in text:
-            return DataAccessRefused("single_statement", "Send exactly one statement.")
-        if isinstance(error, errors.UndefinedTable):
-            return DataAccessRefused(
-                "unknown_table",
-                f"{text}. Query {CATALOG_HINT}"
-                + (f", or {SCOPE_HINT}." if self.customer is not None else "."),
-            )
-        if isinstance(error, errors.ProgramLimitExceeded | errors.OutOfMemory | errors.DiskFull):
-            return DataAccessRefused(
-                "result_size", "The query builds a value that is too large; ask for less data."
-            )
-        if isinstance(error, self._psycopg.OperationalError | self._psycopg.InterfaceError):
-            return DataAccessRefused(
-                "database_unavailable",
-                "The business database did not answer; try again shortly.",
-            )
-        return DataAccessRefused("query_error", f"The database rejected the query: {text}.")
+            return self.refusal("one_statement")
+        kinds = (
+            (errors.ReadOnlySqlTransaction, "read_only"),
+            (errors.UndefinedTable, "unknown_table"),
+            (errors.ProgramLimitExceeded | errors.OutOfMemory | errors.DiskFull, "too_large"),
+            (self._psycopg.OperationalError | self._psycopg.InterfaceError, "unavailable"),
+        )
+        kind = next((kind for cls, kind in kinds if isinstance(error, cls)), "query_error")
+        return self.refusal(kind, text)
 
     def close(self) -> None:
         with self._lock:
             self.connection.close()
+
+
+def _required_scope_key(scope_key: bytes | None) -> bytes:
+    if scope_key is not None:
+        return scope_key
+    try:
+        return scope_key_from_environment()
+    except ScopeKeyError as error:
+        raise BusinessDatabaseError(str(error)) from None
+
+
+def _identify(connection: Any) -> tuple[Backend, float, int]:
+    """The backend a connection talks to, the server clock's offset from ours (seconds) and
+    the session's statement timeout as the role set it (ms; 0 read as no ceiling)."""
+    pid, started_us, server_now = connection.execute(IDENTIFY_BACKEND_SQL).fetchone()
+    timeout = connection.execute(
+        "SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'statement_timeout'"
+    ).fetchone()[0]
+    ceiling = int(timeout) if timeout else 2**31 - 1
+    return Backend(int(pid), int(started_us)), float(server_now) - time.time(), ceiling
 
 
 def _connect(dsn: str) -> Any:
@@ -368,101 +257,41 @@ def _connect(dsn: str) -> Any:
     except psycopg.Error as error:
         raise BusinessDatabaseError(
             f"cannot connect to the Postgres business database {redact_dsn(dsn)}: "
-            f"{_first_line(str(error))}"
+            f"{first_line(str(error))}"
         ) from None
 
 
-class PostgresScopedSession(ScopedSession):
-    """A :class:`ScopedSession` over a :class:`PostgresScopedConnection`, guard in front."""
-
-    def __init__(
-        self, database: PostgresBusinessDatabase, connection: PostgresScopedConnection
-    ) -> None:
-        self._database = database
-        self._connection = connection
-
-    @property
-    def customer(self) -> CustomerIdentity | None:
-        return self._connection.customer
-
-    def run_query(self, sql: str) -> QueryResult:
-        """Guard, scope-check and run one SELECT; see :meth:`ScopedSession.run_query`."""
-        guarded = guard_sql(sql, dialect="postgres", max_rows=self._database.max_rows)
-        refuse_out_of_scope(guarded.tables, verified=self.customer is not None,
-                            account_names=_ACCOUNT_NAMES, scope_names=_SCOPE_NAMES)
-        fetched = self._connection.execute(
-            guarded.sql, limit_hint=guarded.limit if guarded.limit_rewritten else None
-        )
-        return QueryResult(
-            sql=guarded.sql,
-            columns=fetched.columns,
-            rows=fetched.rows,
-            row_count=len(fetched.rows),
-            truncated=fetched.truncation_note is not None,
-            truncation_note=fetched.truncation_note,
-            elapsed_ms=fetched.elapsed_ms,
-        )
-
-    def describe_schema(self) -> SchemaDescription:
-        """Catalog tables and views, plus the sender's own views when verified."""
-        described = self._database.described
-        tables = [
-            described[name] for name in (*CATALOG_TABLES, *CATALOG_VIEWS) if name in described
-        ]
-        notes = [
-            "Account tables (customer, address, rental, payment, staff, city, country) and "
-            "views over them cannot be read directly.",
-            "PostgreSQL syntax: dates are timestamps; use now(), interval '3 days', "
-            "extract(day from ...), date_trunc('month', ...).",
-            "Give computed columns an alias (count(*) AS rentals): the query is re-generated "
-            "before it runs, so unaliased expressions get generated names.",
-        ]
-        if self.customer is not None:
-            notes.append(
-                f"The sender is verified as customer {self.customer.customer_id}; "
-                "my_account, my_rentals and my_payments hold only their rows."
-            )
-            tables[:0] = [described[name] for name in SCOPE_VIEWS if name in described]
-        else:
-            notes.append(
-                "The sender could not be verified, so account data is unavailable: "
-                "catalog tables only."
-            )
-        return SchemaDescription(
-            dialect="postgres",
-            tables=tuple(tables),
-            sender_verified=self.customer is not None,
-            max_rows=self._database.max_rows,
-            notes=tuple(notes),
-        )
-
-    def sender_contacts(self) -> set[str]:
-        """The sender's own e-mail, phone and street address lines."""
-        return set(self._connection.contacts)
-
-
-class PostgresBusinessDatabase(BusinessDatabase):
+class PostgresBusinessDatabase(DialectDatabase):
     """A MediaVault Postgres database, reached as the SELECT-only agent role."""
 
-    def __init__(self, dsn: str, *, time_budget_seconds: float = 2.0, max_rows: int = 100) -> None:
-        if time_budget_seconds <= 0:
-            raise ValueError("time_budget_seconds must be positive")
-        if max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
+    dialect = "postgres"
+    dialect_notes = (
+        "PostgreSQL syntax: dates are timestamps; use now(), interval '3 days', "
+        "extract(day from ...), date_trunc('month', ...).",
+    )
+
+    def __init__(
+        self, dsn: str, *, time_budget_seconds: float = 2.0, max_rows: int = 100,
+        scope_key: bytes | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self.dsn = dsn
-        self.time_budget_seconds = time_budget_seconds
-        self.max_rows = max_rows
-        self._closed = False
-        self.described, self.business_date_setting = self._inspect()
+        self.described, self.business_date_setting, self.scope_key = self._inspect(scope_key)
 
     def __repr__(self) -> str:
         return f"PostgresBusinessDatabase({redact_dsn(self.dsn)!r})"
 
-    def _inspect(self) -> tuple[dict[str, TableDescription], date | None]:
+    def _inspect(
+        self, scope_key: bytes | None
+    ) -> tuple[dict[str, TableDescription], date | None, bytes]:
+        """Check the role, the scope key and the schema; describe what sessions may read."""
         psycopg = _psycopg()
         connection = _connect(self.dsn)
         try:
             _refuse_privileged_role(connection, self.dsn)
+            # After connecting: an unreachable server is the first thing to report.
+            key = _required_scope_key(scope_key)
+            _check_scope_key(connection, key, self.dsn)
             names = [*CATALOG_TABLES, *CATALOG_VIEWS, *SCOPE_VIEWS]
             rows = connection.execute(
                 "SELECT c.table_name, c.column_name, c.data_type, t.table_type "
@@ -477,14 +306,14 @@ class PostgresBusinessDatabase(BusinessDatabase):
             ).fetchone()
         except psycopg.Error as error:
             raise BusinessDatabaseError(
-                f"cannot inspect {redact_dsn(self.dsn)}: {_first_line(str(error))}"
+                f"cannot inspect {redact_dsn(self.dsn)}: {first_line(str(error))}"
             ) from None
         finally:
             connection.close()
-        columns: dict[str, list[ColumnDescription]] = {}
+        columns: dict[str, list[tuple[str, str]]] = {}
         kinds: dict[str, str] = {}
         for table, column, type_, kind in rows:
-            columns.setdefault(table, []).append(ColumnDescription(name=column, type=type_))
+            columns.setdefault(table, []).append((column, type_))
             kinds[table] = "view" if kind == "VIEW" else "table"
         missing = [name for name in (*SCOPE_VIEWS, "film", "inventory") if name not in columns]
         if missing:
@@ -494,13 +323,7 @@ class PostgresBusinessDatabase(BusinessDatabase):
                 "`mediavault db init --postgres ADMIN_DSN` and connect as mediavault_agent"
             )
         described = {
-            name: TableDescription(
-                name=name,
-                kind="view" if kinds[name] == "view" else "table",
-                columns=tuple(columns[name]),
-                scoped_to_sender=name in _SCOPE_NAMES,
-                description=_TABLE_NOTES.get(name, ""),
-            )
+            name: table_description(name, kinds[name], columns[name])
             for name in names
             if name in columns
         }
@@ -510,56 +333,61 @@ class PostgresBusinessDatabase(BusinessDatabase):
                 stamped = date.fromisoformat(str(setting[0]))
             except ValueError:
                 stamped = None
-        return described, stamped
+        return described, stamped, key
 
     def stamped_business_date(self) -> date | None:
         """The business date ``db init`` stored in the database, if any."""
         return self.business_date_setting
 
-    def resolve_sender(self, address: str) -> CustomerIdentity | None:
-        """Exactly one customer whose e-mail equals ``address`` ignoring case, else None."""
-        self._check_open()
-        wanted = address.strip().lower() if isinstance(address, str) else ""
-        if "@" not in wanted or len(wanted) > 320 or "\x00" in wanted:
-            return None
+    def catalog_tables(self) -> Sequence[TableDescription]:
+        described = self.described
+        return [described[name] for name in (*CATALOG_TABLES, *CATALOG_VIEWS) if name in described]
+
+    def scope_tables(self) -> Sequence[TableDescription]:
+        return [self.described[name] for name in SCOPE_VIEWS if name in self.described]
+
+    def _customers_with_address(self, address: str) -> list[Sequence[object]]:
         psycopg = _psycopg()
         connection = _connect(self.dsn)
         try:
-            rows = connection.execute(
-                f"SELECT * FROM {PRIVATE_SCHEMA}.resolve_sender(%s)", [wanted]
+            rows: list[Sequence[object]] = connection.execute(
+                f"SELECT * FROM {PRIVATE_SCHEMA}.resolve_sender(%s)", [address]
             ).fetchall()
         except psycopg.Error as error:
             raise BusinessDatabaseError(
-                f"cannot resolve the sender on {redact_dsn(self.dsn)}: {_first_line(str(error))}"
+                f"cannot resolve the sender on {redact_dsn(self.dsn)}: {first_line(str(error))}"
             ) from None
         finally:
             connection.close()
-        if len(rows) != 1:  # unknown, or ambiguous: either way not verified
-            return None
-        return CustomerIdentity.from_row(rows[0])
+        return rows
 
-    @contextmanager
-    def session(self, customer: CustomerIdentity | None) -> Iterator[ScopedSession]:
-        """A scoped session on its own connection, closed on exit."""
-        self._check_open()
-        connection = PostgresScopedConnection(
-            self.dsn,
-            customer,
-            time_budget_seconds=self.time_budget_seconds,
-            max_rows=self.max_rows,
+    def _scoped_connection(self, customer: CustomerIdentity | None) -> PostgresScopedConnection:
+        return PostgresScopedConnection(
+            self.dsn, customer, time_budget_seconds=self.time_budget_seconds,
+            max_rows=self.max_rows, scope_key=self.scope_key,
+        )  # fmt: skip
+
+
+def _check_scope_key(connection: Any, key: bytes, dsn: str) -> None:
+    """Refuse a key that is not the one ``db init`` stored: every verified sender would
+    otherwise find no account of their own."""
+    errors = _psycopg().errors
+    backend, offset, _ = _identify(connection)
+    token = sign_scope(key, 1, backend, int(time.time() + offset + SCOPE_TOKEN_SECONDS))
+    try:
+        (answer,) = connection.execute(
+            f"SELECT {PRIVATE_SCHEMA}.scope_customer_id(%s, %s)", [token, backend.started_us]
+        ).fetchone()
+    except errors.UndefinedFunction:
+        raise BusinessDatabaseError(
+            f"{redact_dsn(dsn)} was provisioned by an older version without signed scopes; "
+            "provision it again with `mediavault db init --postgres ADMIN_DSN --force`"
+        ) from None
+    if answer != 1:
+        raise BusinessDatabaseError(
+            f"MEDIAVAULT_SCOPE_KEY is not the key `db init` stored in {redact_dsn(dsn)}; set "
+            "the value it printed (or provision again with the key you have)"
         )
-        try:
-            yield PostgresScopedSession(self, connection)
-        finally:
-            connection.close()
-
-    def close(self) -> None:
-        """Further sessions are refused; each session closes its own connection."""
-        self._closed = True
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BusinessDatabaseError("the business database has been closed")
 
 
 def _refuse_privileged_role(connection: Any, dsn: str) -> None:

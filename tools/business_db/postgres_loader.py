@@ -11,15 +11,19 @@ and in one transaction:
 2. creates the 16 Sakila tables with PostgreSQL types and loads the demo data or any Sakila
    SQLite file, then adds keys, indexes and Sakila's views;
 3. turns on ``FORCE ROW LEVEL SECURITY`` for the account tables (customer, address, rental,
-   payment, staff) with policies bound to the per-transaction setting
-   ``mediavault.customer_id``: unset, empty or malformed, it matches no row (fail closed);
+   payment, staff) with policies bound to a signed scope token in the per-transaction setting
+   ``mediavault.scope``: only a token signed with the application's key for this very backend
+   (see :mod:`.scope_token`) names a customer; the bare setting, a forged, expired or
+   replayed token matches no row (fail closed). The key's HMAC pads sit in a table only a
+   SECURITY DEFINER function reads;
 4. creates the scope views ``my_account``, ``my_rentals`` and ``my_payments`` (security
    barrier views over the row-secured tables, with the same columns as on SQLite, so the
    agent's SQL is the same on both);
 5. grants the agent SELECT on the catalog tables and the scope views, and nothing else: no
-   account table, no CREATE, no TEMP, no ``set_config`` (so a single SELECT cannot switch
-   the customer id the application set); and gives the agent role a ``statement_timeout``,
-   an ``idle_in_transaction_session_timeout`` and read-only transactions by default.
+   account table, no CREATE, no TEMP, no ``set_config``; and gives the agent role timeouts,
+   memory settings and read-only transactions by default. Any role may SET its own timeouts
+   and ``work_mem``, so row security on every business table (catalog tables included)
+   refuses each read in an agent session that disabled or raised one of them.
 
 The business date is stored as the database default of ``mediavault.business_date``.
 """
@@ -38,6 +42,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediavault.tools.business_db.business_date import BusinessDateError, stamped_business_date
+from mediavault.tools.business_db.scope_token import (
+    SCOPE_SETTING,
+    hmac_pads,
+    new_scope_key,
+    parse_scope_key,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,8 +55,6 @@ if TYPE_CHECKING:
 OWNER_ROLE = "mediavault_owner"
 AGENT_ROLE = "mediavault_agent"
 LOOKUP_ROLE = "mediavault_sender_lookup"
-#: The per-transaction setting the application sets to the verified customer's id.
-CUSTOMER_SETTING = "mediavault.customer_id"
 #: Database default holding the business date (YYYY-MM-DD).
 BUSINESS_DATE_SETTING = "mediavault.business_date"
 PRIVATE_SCHEMA = "mediavault_private"
@@ -54,6 +62,37 @@ PRIVATE_SCHEMA = "mediavault_private"
 #: its own, smaller, limit in each query's transaction).
 DEFAULT_STATEMENT_TIMEOUT_MS = 5_000
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
+#: Memory defaults for every agent session; a session that raises them is refused.
+DEFAULT_WORK_MEM_KB = 4096
+DEFAULT_HASH_MEM_MULTIPLIER = 2
+DEFAULT_MAX_PARALLEL_WORKERS_PER_GATHER = 2
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """The limits every agent session runs under: role defaults, and ceilings the database
+    checks on every read (a session that disabled or raised one is refused)."""
+
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    idle_in_transaction_timeout_ms: int = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS
+    work_mem_kb: int = DEFAULT_WORK_MEM_KB
+    hash_mem_multiplier: int = DEFAULT_HASH_MEM_MULTIPLIER
+    max_parallel_workers_per_gather: int = DEFAULT_MAX_PARALLEL_WORKERS_PER_GATHER
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return max(100, self.statement_timeout_ms // 2)
+
+    def ceilings(self) -> tuple[tuple[str, int, bool], ...]:
+        """``(setting, ceiling in pg_settings units, whether 0 means unlimited)``."""
+        return (
+            ("statement_timeout", self.statement_timeout_ms, True),
+            ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout_ms, True),
+            ("lock_timeout", self.lock_timeout_ms, True),
+            ("work_mem", self.work_mem_kb, False),
+            ("hash_mem_multiplier", self.hash_mem_multiplier, False),
+            ("max_parallel_workers_per_gather", self.max_parallel_workers_per_gather, False),
+        )
 
 #: Sakila's tables with PostgreSQL types, in an order that respects foreign keys. Text
 #: columns are ``text``: SQLite never enforced the port's VARCHAR lengths.
@@ -176,15 +215,73 @@ ACCOUNT_VIEWS: tuple[str, ...] = (
 )  # fmt: skip
 
 _VERIFIED = f"{PRIVATE_SCHEMA}.verified_customer_id()"
+#: The verified customer, as a policy or view reads it: a sub-select, so the token is checked
+#: once per query, not once per row.
+_SCOPED = f"(SELECT {_VERIFIED})"
+_LIMITS_OK = f"{PRIVATE_SCHEMA}.session_limits_ok()"
+
+_SCOPE_KEY_TABLE = f"""CREATE TABLE {PRIVATE_SCHEMA}.scope_key (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    inner_pad bytea NOT NULL CHECK (length(inner_pad) = 64),
+    outer_pad bytea NOT NULL CHECK (length(outer_pad) = 64))"""
 
 _FUNCTIONS = (
-    # The one reading of the setting: digits only, else NULL, and NULL matches no row.
-    f"""CREATE FUNCTION {_VERIFIED} RETURNS integer
-        LANGUAGE sql STABLE PARALLEL SAFE
+    # The only reader of the scope key (SECURITY DEFINER, the agent has no grant on the
+    # table): the customer id of a well-formed, unexpired token signed for this very backend,
+    # else NULL, and NULL matches no row. See scope_token.py for the token.
+    f"""CREATE FUNCTION {PRIVATE_SCHEMA}.scope_customer_id(token text, backend_started bigint)
+        RETURNS integer
+        LANGUAGE plpgsql STABLE SECURITY DEFINER
         SET search_path = pg_catalog
         AS $$
-          SELECT CASE WHEN setting ~ '^[1-9][0-9]{{0,8}}$' THEN setting::integer END
-          FROM (SELECT current_setting('{CUSTOMER_SETTING}', true) AS setting) AS current
+        DECLARE
+          parts text[] := string_to_array(token, ':');
+          pads record;
+        BEGIN
+          -- The shape v1:<id>:<pid>:<start>:<expiry>:<64 hex digits>, checked with string
+          -- functions (a regular expression here cost more than the rest of the check).
+          IF token IS NULL OR cardinality(parts) <> 6 OR parts[1] <> 'v1'
+             OR length(parts[2]) NOT BETWEEN 1 AND 9 OR left(parts[2], 1) = '0'
+             OR length(parts[3]) NOT BETWEEN 1 AND 10 OR length(parts[4]) NOT BETWEEN 1 AND 18
+             OR length(parts[5]) NOT BETWEEN 1 AND 12 OR length(parts[6]) <> 64
+             OR translate(parts[2] || parts[3] || parts[4] || parts[5], '0123456789', '') <> ''
+             OR translate(parts[6], '0123456789abcdef', '') <> '' THEN
+            RETURN NULL;
+          END IF;
+          IF parts[3]::bigint <> pg_backend_pid()
+             OR backend_started IS NULL OR parts[4]::bigint <> backend_started
+             OR parts[5]::bigint < extract(epoch FROM now()) THEN
+            RETURN NULL;
+          END IF;
+          SELECT k.inner_pad, k.outer_pad INTO pads FROM {PRIVATE_SCHEMA}.scope_key AS k;
+          IF NOT FOUND THEN
+            RETURN NULL;
+          END IF;
+          IF encode(sha256(pads.outer_pad || sha256(pads.inner_pad
+                || convert_to(array_to_string(parts[1:5], ':'), 'UTF8'))), 'hex') <> parts[6] THEN
+            RETURN NULL;
+          END IF;
+          RETURN parts[2]::integer;
+        END
+        $$""",
+    # What row security asks: the token in the transaction's setting, checked against the
+    # backend the caller really is (its own start time, which only it can read), and only in a
+    # session that kept its limits. PL/pgSQL: its plans are cached for the session.
+    f"""CREATE FUNCTION {_VERIFIED} RETURNS integer
+        LANGUAGE plpgsql STABLE
+        SET search_path = pg_catalog
+        AS $$
+        DECLARE
+          token text := current_setting('{SCOPE_SETTING}', true);
+          started bigint;
+        BEGIN
+          IF token IS NULL OR token = '' OR NOT {_LIMITS_OK} THEN
+            RETURN NULL;
+          END IF;
+          SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint INTO started
+          FROM pg_stat_get_activity(pg_backend_pid()) AS a;
+          RETURN {PRIVATE_SCHEMA}.scope_customer_id(token, started);
+        END
         $$""",
     # Runs as the lookup role, the only role row security lets see every customer, and
     # answers nothing but an exact (case-insensitive) match on the whole address.
@@ -200,19 +297,105 @@ _FUNCTIONS = (
             AND position('@' IN sender_address) > 0
             -- Never inside a scoped transaction (where the model's SQL runs): the
             -- application resolves senders on a connection of their own.
-            AND current_setting('{CUSTOMER_SETTING}', true) IS NULL
+            AND current_setting('{SCOPE_SETTING}', true) IS NULL
           ORDER BY c.customer_id
           LIMIT 2
         $$""",
 )
 
+
+#: pg_settings' base units (ms, kB) per unit a setting may be written in.
+_UNIT_FACTORS = (
+    ("", 1), ("us", 0.001), ("ms", 1), ("s", 1000), ("min", 60_000), ("h", 3_600_000),
+    ("d", 86_400_000), ("B", 1 / 1024), ("kB", 1), ("MB", 1024), ("GB", 1024**2),
+    ("TB", 1024**3),
+)  # fmt: skip
+_QUANTITY = f"{PRIVATE_SCHEMA}.quantity"
+
+
+def _quantity_function() -> str:
+    """A setting's value ('5s', '4MB', '2') in pg_settings' base units; NULL if unreadable."""
+    cases = " ".join(f"WHEN '{unit}' THEN {float(factor)}" for unit, factor in _UNIT_FACTORS)
+    return f"""CREATE FUNCTION {_QUANTITY}(value text) RETURNS float8
+        LANGUAGE plpgsql IMMUTABLE
+        AS $$
+        DECLARE
+          -- String functions, not a regular expression: this runs a dozen times per query.
+          trimmed text := btrim(value);
+          unit text := ltrim(trimmed, '0123456789.');
+          number text := left(trimmed, length(trimmed) - length(unit));
+        BEGIN
+          IF number = '' OR number LIKE '%.%.%' THEN
+            RETURN NULL;
+          END IF;
+          RETURN number::float8 * CASE btrim(unit) {cases} END;
+        END
+        $$"""
+
+
+def _limits_function(limits: AgentLimits) -> str:
+    """The check every read of a business table runs: an agent session that disabled or raised
+    a limit (any role can SET its own timeouts and work_mem) gets an error, not rows.
+
+    The ceilings are the agent role's own settings in this database (``ALTER ROLE ... IN
+    DATABASE ... SET``), read at each check, so an operator who changes them there changes the
+    ceilings too; a setting the role lacks falls back to the value provisioned here. A ceiling
+    of 0 on a timeout means the operator chose no limit. Written as a plain loop: it runs
+    before every query's first row, and pg_settings or a join would cost ten times as much.
+    """
+    fallbacks = ", ".join(
+        f"('{name}', {float(ceiling)}::float8, {str(zero_unlimited).lower()})"
+        for name, ceiling, zero_unlimited in limits.ceilings()
+    )
+    return f"""CREATE FUNCTION {_LIMITS_OK} RETURNS boolean
+        LANGUAGE plpgsql STABLE
+        AS $$
+        DECLARE
+          role_config text[];
+          limit_name text;
+          fallback float8;
+          zero_is_unlimited boolean;
+          ceiling float8;
+          current float8;
+          entry text;
+          loosened text[] := '{{}}';
+        BEGIN
+          IF session_user <> '{AGENT_ROLE}' THEN
+            RETURN true;
+          END IF;
+          SELECT r.setconfig INTO role_config FROM pg_db_role_setting AS r
+          WHERE r.setrole = '{AGENT_ROLE}'::regrole
+            AND r.setdatabase = (SELECT d.oid FROM pg_database AS d
+                                 WHERE d.datname = current_database());
+          FOR limit_name, fallback, zero_is_unlimited IN VALUES {fallbacks} LOOP
+            ceiling := fallback;
+            FOREACH entry IN ARRAY coalesce(role_config, '{{}}'::text[]) LOOP
+              IF split_part(entry, '=', 1) = limit_name THEN
+                ceiling := coalesce({_QUANTITY}(substr(entry, strpos(entry, '=') + 1)), fallback);
+              END IF;
+            END LOOP;
+            CONTINUE WHEN zero_is_unlimited AND ceiling = 0;
+            current := {_QUANTITY}(current_setting(limit_name));
+            IF current IS NULL OR current > ceiling OR (zero_is_unlimited AND current = 0) THEN
+              loosened := loosened || (limit_name || ' = ' || current_setting(limit_name));
+            END IF;
+          END LOOP;
+          IF cardinality(loosened) > 0 THEN
+            RAISE EXCEPTION 'this session loosened its limits (%); reset them to read',
+              array_to_string(loosened, ', ') USING ERRCODE = 'insufficient_privilege';
+          END IF;
+          RETURN true;
+        END
+        $$"""
+
+
 _POLICIES = (
-    f"CREATE POLICY verified_customer ON customer FOR SELECT USING (customer_id = {_VERIFIED})",
+    f"CREATE POLICY verified_customer ON customer FOR SELECT USING (customer_id = {_SCOPED})",
     f"CREATE POLICY sender_lookup ON customer FOR SELECT TO {LOOKUP_ROLE} USING (true)",
     f"CREATE POLICY verified_customer ON address FOR SELECT USING (address_id IN "
-    f"(SELECT c.address_id FROM customer AS c WHERE c.customer_id = {_VERIFIED}))",
-    f"CREATE POLICY verified_customer ON rental FOR SELECT USING (customer_id = {_VERIFIED})",
-    f"CREATE POLICY verified_customer ON payment FOR SELECT USING (customer_id = {_VERIFIED})",
+    f"(SELECT c.address_id FROM customer AS c WHERE c.customer_id = {_SCOPED}))",
+    f"CREATE POLICY verified_customer ON rental FOR SELECT USING (customer_id = {_SCOPED})",
+    f"CREATE POLICY verified_customer ON payment FOR SELECT USING (customer_id = {_SCOPED})",
     # staff: row security on and no policy at all, so no role but a superuser sees a row.
 )
 
@@ -227,7 +410,7 @@ _VIEWS = (
         LEFT JOIN address AS a ON a.address_id = c.address_id
         LEFT JOIN city AS ci ON ci.city_id = a.city_id
         LEFT JOIN country AS co ON co.country_id = ci.country_id
-        WHERE c.customer_id = {_VERIFIED}""",
+        WHERE c.customer_id = {_SCOPED}""",
     f"""CREATE VIEW my_rentals WITH (security_barrier) AS
         SELECT r.rental_id, i.film_id, f.title, r.inventory_id, i.store_id, r.rental_date,
                r.return_date, r.rental_date + f.rental_duration * interval '1 day' AS due_date,
@@ -235,14 +418,14 @@ _VIEWS = (
         FROM rental AS r
         LEFT JOIN inventory AS i ON i.inventory_id = r.inventory_id
         LEFT JOIN film AS f ON f.film_id = i.film_id
-        WHERE r.customer_id = {_VERIFIED}""",
+        WHERE r.customer_id = {_SCOPED}""",
     f"""CREATE VIEW my_payments WITH (security_barrier) AS
         SELECT p.payment_id, p.rental_id, p.amount, p.payment_date, f.title
         FROM payment AS p
         LEFT JOIN rental AS r ON r.rental_id = p.rental_id
         LEFT JOIN inventory AS i ON i.inventory_id = r.inventory_id
         LEFT JOIN film AS f ON f.film_id = i.film_id
-        WHERE p.customer_id = {_VERIFIED}""",
+        WHERE p.customer_id = {_SCOPED}""",
     """CREATE VIEW film_list AS
         SELECT film.film_id AS fid, film.title, film.description, category.name AS category,
                film.rental_rate AS price, film.length, film.rating,
@@ -306,6 +489,8 @@ class PostgresInitSummary:
     business_date: date | None
     agent_role: str
     agent_dsn: str
+    #: The secret the agent signs each session's scope with (``MEDIAVAULT_SCOPE_KEY``).
+    scope_key: str = field(repr=False)
     seconds: float
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -467,6 +652,7 @@ def init_postgres_database(
     replace: bool = False,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     idle_in_transaction_timeout_ms: int = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    scope_key: str | None = None,
 ) -> PostgresInitSummary:
     """Create the Sakila schema in the database ``admin_dsn`` names, load data, provision roles.
 
@@ -475,10 +661,23 @@ def init_postgres_database(
     SQLite file, else none (the agent then uses the calendar date). An already initialised
     database is refused unless ``replace`` is true; everything happens in one transaction, so
     a failure leaves the database as it was (roles, which are cluster-wide, excepted).
+
+    ``scope_key`` (hexadecimal, see :mod:`.scope_token`) is the secret the application signs
+    each session's customer scope with; a new one is generated when none is given, and the
+    summary returns it: the agent needs it as ``MEDIAVAULT_SCOPE_KEY``.
     """
     started = time.perf_counter()
     if statement_timeout_ms < 100 or idle_in_transaction_timeout_ms < 100:
         raise PostgresProvisioningError("timeouts must be at least 100 ms")
+    limits = AgentLimits(
+        statement_timeout_ms=int(statement_timeout_ms),
+        idle_in_transaction_timeout_ms=int(idle_in_transaction_timeout_ms),
+    )
+    key_text = scope_key.strip() if scope_key else new_scope_key()
+    try:
+        key = parse_scope_key(key_text)
+    except ValueError as error:
+        raise PostgresProvisioningError(str(error)) from None
     with tempfile.TemporaryDirectory(prefix="mediavault-load-") as scratch:
         if sqlite_path is None:
             from mediavault.tools.business_db.demo_database import build_demo_database
@@ -503,8 +702,8 @@ def init_postgres_database(
                 business=business,
                 agent_password=agent_password,
                 replace=replace,
-                statement_timeout_ms=statement_timeout_ms,
-                idle_timeout_ms=idle_in_transaction_timeout_ms,
+                limits=limits,
+                scope_key=key,
             )
     return PostgresInitSummary(
         database=database,
@@ -513,6 +712,7 @@ def init_postgres_database(
         business_date=business,
         agent_role=AGENT_ROLE,
         agent_dsn=dsn_for_role(admin_dsn, AGENT_ROLE),
+        scope_key=key_text,
         seconds=round(time.perf_counter() - started, 3),
         warnings=tuple(warnings),
     )
@@ -525,8 +725,8 @@ def _provision(
     business: date | None,
     agent_password: str | None,
     replace: bool,
-    statement_timeout_ms: int,
-    idle_timeout_ms: int,
+    limits: AgentLimits,
+    scope_key: bytes,
 ) -> tuple[dict[str, int], list[str], str]:
     psycopg = _psycopg()
     warnings: list[str] = []
@@ -548,7 +748,7 @@ def _provision(
                 )
             if existing:
                 _drop_existing(cursor)
-            _create_roles(cursor, database, agent_password, statement_timeout_ms, idle_timeout_ms)
+            _create_roles(cursor, database, agent_password, limits)
             _database_privileges(cursor, database)
             cursor.execute(f"SET LOCAL ROLE {_ident(OWNER_ROLE)}")
             _create_tables(cursor)
@@ -557,7 +757,7 @@ def _provision(
             ) as source:
                 counts = {table: _copy_table(connection, source, table) for table in TABLES}
             _constrain(cursor)
-            _secure(cursor)
+            _secure(cursor, limits, scope_key)
             cursor.execute("RESET ROLE")
             cursor.execute(
                 f"ALTER FUNCTION {PRIVATE_SCHEMA}.resolve_sender(text) OWNER TO {LOOKUP_ROLE}"
@@ -587,8 +787,7 @@ def _create_roles(
     cursor: psycopg.Cursor[Any],
     database: str,
     agent_password: str | None,
-    statement_timeout_ms: int,
-    idle_timeout_ms: int,
+    limits: AgentLimits,
 ) -> None:
     # Whatever an operator changed since, none of these roles may ever bypass row security.
     safe = "NOSUPERUSER NOBYPASSRLS NOREPLICATION NOCREATEDB NOCREATEROLE"
@@ -602,10 +801,15 @@ def _create_roles(
     # Defaults for every agent session in this database, one opened by hand included (the
     # application sets its own per-query limit); per database, so staging and production in
     # one cluster keep their own. temp_file_limit is superuser-only: a session cannot raise it.
+    # A session can still SET these itself: session_limits_ok() refuses every read of a
+    # business table in a session that loosened one.
     for setting, value in (
-        ("statement_timeout", f"{int(statement_timeout_ms)}ms"),
-        ("idle_in_transaction_session_timeout", f"{int(idle_timeout_ms)}ms"),
-        ("lock_timeout", f"{max(100, int(statement_timeout_ms) // 2)}ms"),
+        ("statement_timeout", f"{limits.statement_timeout_ms}ms"),
+        ("idle_in_transaction_session_timeout", f"{limits.idle_in_transaction_timeout_ms}ms"),
+        ("lock_timeout", f"{limits.lock_timeout_ms}ms"),
+        ("work_mem", f"{limits.work_mem_kb}kB"),
+        ("hash_mem_multiplier", str(limits.hash_mem_multiplier)),
+        ("max_parallel_workers_per_gather", str(limits.max_parallel_workers_per_gather)),
         ("default_transaction_read_only", "on"),
         ("search_path", "public"),
         # Temporary files are how a runaway sort or join would fill a disk.
@@ -647,18 +851,28 @@ def _constrain(cursor: psycopg.Cursor[Any]) -> None:
         cursor.execute(statement)
 
 
-def _secure(cursor: psycopg.Cursor[Any]) -> None:
+def _secure(cursor: psycopg.Cursor[Any], limits: AgentLimits, scope_key: bytes) -> None:
     agent, lookup = _ident(AGENT_ROLE), _ident(LOOKUP_ROLE)
     private = _ident(PRIVATE_SCHEMA)
     cursor.execute(f"CREATE SCHEMA {private}")
     cursor.execute(f"REVOKE ALL ON SCHEMA {private} FROM PUBLIC")
-    for statement in _FUNCTIONS:
+    cursor.execute(_SCOPE_KEY_TABLE)
+    cursor.execute(
+        f"INSERT INTO {private}.scope_key (inner_pad, outer_pad) VALUES (%s, %s)",
+        list(hmac_pads(scope_key)),
+    )
+    for statement in (_quantity_function(), _limits_function(limits), *_FUNCTIONS):
         cursor.execute(statement)
     cursor.execute(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {private} FROM PUBLIC")
-    for table in ACCOUNT_TABLES:
-        # FORCE: the owner (and so every view it owns) is bound by the policies too.
+    # FORCE: the owner (and so every view it owns) is bound by the policies too.
+    for table in (*ACCOUNT_TABLES, *CATALOG_TABLES):
         cursor.execute(f"ALTER TABLE {_ident(table)} ENABLE ROW LEVEL SECURITY")
         cursor.execute(f"ALTER TABLE {_ident(table)} FORCE ROW LEVEL SECURITY")
+    for table in CATALOG_TABLES:
+        # Every row of the catalog, for a session that kept its limits (other roles pass).
+        cursor.execute(
+            f"CREATE POLICY session_limits ON {_ident(table)} USING ((SELECT {_LIMITS_OK}))"
+        )
     for statement in (*_POLICIES, *_VIEWS):
         cursor.execute(statement)
     cursor.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC")
@@ -673,7 +887,10 @@ def _secure(cursor: psycopg.Cursor[Any]) -> None:
     cursor.execute(f"GRANT EXECUTE ON FUNCTION {PRIVATE_SCHEMA}.resolve_sender(text) TO {agent}")
     # A view's caller needs EXECUTE on the functions the view calls; this one only reads the
     # caller's own setting.
-    cursor.execute(f"GRANT EXECUTE ON FUNCTION {_VERIFIED} TO {agent}")
+    cursor.execute(
+        f"GRANT EXECUTE ON FUNCTION {_VERIFIED}, {_LIMITS_OK}, {_QUANTITY}(text), "
+        f"{PRIVATE_SCHEMA}.scope_customer_id(text, bigint) TO {agent}"
+    )
 
 
 def _stamp_business_date(cursor: psycopg.Cursor[Any], database: str, day: date | None) -> None:

@@ -4,6 +4,9 @@ Nothing above this layer touches a database driver. A :class:`BusinessDatabase` 
 sender to a customer and opens a :class:`ScopedSession` bound to that customer (or to nobody,
 for an unverified sender). Every query goes through the session, which enforces the SQL guard,
 the sender scope, a time budget and row/size caps on its own, whatever the gate decided.
+
+The one implementation of these sessions is :mod:`.scoped_session`; the SQLite and Postgres
+modules are its dialects.
 """
 
 from __future__ import annotations
@@ -256,6 +259,29 @@ def open_business_db(
         Path(db), time_budget_seconds=time_budget_seconds, max_rows=max_rows
     )
 
+
+#: What each queryable table holds, for the schema description (the same on every database):
+#: the catalog tables every session reads, and the sender's own tables.
+CATALOG_NOTES: dict[str, str] = {
+    "film": "films: rental_duration is the loan period in days; rental_rate and "
+    "replacement_cost in dollars",
+    "category": "film categories (genres)",
+    "film_category": "which category each film belongs to",
+    "language": "film languages",
+    "actor": "actors",
+    "film_actor": "which actors appear in each film",
+    "film_text": "film titles and descriptions (text search copy of film)",
+    "inventory": "physical copies of films, one row per copy, by store",
+    "store": "the stores (store_id)",
+}
+SCOPE_NOTES: dict[str, str] = {
+    "my_account": "the sender's own customer record, with address and phone",
+    "my_rentals": "the sender's rentals; due_date = rental_date + rental_duration days; "
+    "return_date NULL means not returned yet",
+    "my_payments": "the sender's payments; title is the rented film, when the payment "
+    "belongs to a rental",
+}
+TABLE_NOTES: dict[str, str] = CATALOG_NOTES | SCOPE_NOTES
 
 CATALOG_HINT = "catalog tables such as film, category, actor and inventory"
 SCOPE_HINT = "my_account, my_rentals and my_payments, which hold only the sender's own rows"

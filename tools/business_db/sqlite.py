@@ -14,47 +14,33 @@ Each layer holds on its own, even if the SQL guard were bypassed:
 
 from __future__ import annotations
 
-import json
-import math
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from mediavault.tools.business_db.scoped_session import (
+    MAX_RESULT_BYTES,
+    DialectConnection,
+    DialectDatabase,
+    RowConsumer,
+    table_description,
+)
 from mediavault.tools.business_db.sessions import (
-    CATALOG_HINT,
-    SCOPE_HINT,
-    BusinessDatabase,
+    CATALOG_NOTES,
     BusinessDatabaseError,
-    ColumnDescription,
     CustomerIdentity,
     DataAccessRefused,
-    JsonScalar,
-    QueryResult,
-    SchemaDescription,
-    ScopedSession,
     TableDescription,
-    account_refusal,
-    refuse_out_of_scope,
 )
-from mediavault.tools.business_db.sql_guard import allowed_functions, guard_sql
+from mediavault.tools.business_db.sql_guard import allowed_functions
+
+_T = TypeVar("_T")
 
 #: Catalog tables: no customer data, readable by every session.
-CATALOG_TABLES: dict[str, str] = {
-    "film": "films: rental_duration is the loan period in days; rental_rate and "
-    "replacement_cost in dollars",
-    "category": "film categories (genres)",
-    "film_category": "which category each film belongs to",
-    "language": "film languages",
-    "actor": "actors",
-    "film_actor": "which actors appear in each film",
-    "film_text": "film titles and descriptions (text search copy of film)",
-    "inventory": "physical copies of films, one row per copy, by store",
-    "store": "the stores (store_id)",
-}
+CATALOG_TABLES: dict[str, str] = CATALOG_NOTES
 #: Account tables: every customer's data. Only reachable through the sender's TEMP tables.
 ACCOUNT_TABLES = frozenset({"customer", "address", "rental", "payment", "staff", "city", "country"})
 #: Sakila views that read account tables; the authorizer denies them, this gives the reason.
@@ -68,8 +54,6 @@ REQUIRED_TABLES = frozenset(
 )  # fmt: skip
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-#: Result size cap: a reply that large is never what a support answer needs.
-MAX_RESULT_BYTES = 64 * 1024
 #: Longest string or blob any expression may build (randomblob, printf, replace, ...). No
 #: larger than a whole result: one call of instr() or replace() on values built up to this
 #: size runs in a single step the time budget cannot stop (1 MB values took ~25 s).
@@ -83,7 +67,6 @@ PROGRESS_INTERVAL = 10_000
 @dataclass(frozen=True, slots=True)
 class _ScopeTable:
     name: str
-    description: str
     columns: tuple[tuple[str, str], ...]
     fill_sql: str
 
@@ -99,7 +82,6 @@ class _ScopeTable:
 SCOPE_TABLES: tuple[_ScopeTable, ...] = (
     _ScopeTable(
         name="my_account",
-        description="the sender's own customer record, with address and phone",
         columns=(
             ("customer_id", "INTEGER"), ("store_id", "INTEGER"), ("first_name", "TEXT"),
             ("last_name", "TEXT"), ("email", "TEXT"), ("active", "INTEGER"),
@@ -120,8 +102,6 @@ SCOPE_TABLES: tuple[_ScopeTable, ...] = (
     ),
     _ScopeTable(
         name="my_rentals",
-        description="the sender's rentals; due_date = rental_date + rental_duration days; "
-        "return_date NULL means not returned yet",
         columns=(
             ("rental_id", "INTEGER"), ("film_id", "INTEGER"), ("title", "TEXT"),
             ("inventory_id", "INTEGER"), ("store_id", "INTEGER"), ("rental_date", "TEXT"),
@@ -140,8 +120,6 @@ SCOPE_TABLES: tuple[_ScopeTable, ...] = (
     ),
     _ScopeTable(
         name="my_payments",
-        description="the sender's payments; title is the rented film, when the payment "
-        "belongs to a rental",
         columns=(
             ("payment_id", "INTEGER"), ("rental_id", "INTEGER"), ("amount", "REAL"),
             ("payment_date", "TEXT"), ("title", "TEXT"),
@@ -156,13 +134,10 @@ SCOPE_TABLES: tuple[_ScopeTable, ...] = (
     ),
 )  # fmt: skip
 SCOPE_TABLE_NAMES = frozenset(table.name for table in SCOPE_TABLES)
-
-_ACCOUNT_NAMES = frozenset(ACCOUNT_TABLES) | frozenset(ACCOUNT_VIEWS)
-
-
-def _account_refusal(table: str, *, verified: bool) -> DataAccessRefused:
-    return account_refusal(table, verified=verified, account_names=_ACCOUNT_NAMES,
-                           scope_names=SCOPE_TABLE_NAMES)
+#: The sender's own tables as the schema description lists them.
+SCOPE_DESCRIPTION: tuple[TableDescription, ...] = tuple(
+    table_description(table.name, "table", table.columns) for table in SCOPE_TABLES
+)
 
 
 def _read_only_uri(path: Path) -> str:
@@ -254,21 +229,16 @@ class ScopeAuthorizer:
         return sqlite3.SQLITE_DENY
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedRows:
-    columns: list[str]
-    rows: list[dict[str, JsonScalar]]
-    truncation_note: str | None
-    elapsed_ms: float
-
-
-class ScopedConnection:
+class ScopedConnection(DialectConnection):
     """The connection layer: one read-only SQLite connection scoped to one sender.
 
     It enforces read-only access, the sender scope, the time budget and the result caps by
     itself; :meth:`execute` runs SQL exactly as given (the guard is the session's job).
     ``customer=None`` gives catalog access only.
     """
+
+    account_names = ACCOUNT_TABLES | ACCOUNT_VIEWS
+    scope_names = SCOPE_TABLE_NAMES
 
     def __init__(
         self,
@@ -280,10 +250,8 @@ class ScopedConnection:
         max_result_bytes: int = MAX_RESULT_BYTES,
         catalog_views: frozenset[str] = frozenset(),
     ) -> None:
-        self.customer = customer
-        self.max_rows = max_rows
-        self.max_result_bytes = max_result_bytes
-        self._lock = threading.Lock()
+        super().__init__(customer, time_budget_seconds=time_budget_seconds, max_rows=max_rows,
+                         max_result_bytes=max_result_bytes)
         self.connection = connect_read_only(path)
         try:
             self.contacts = self._build_scope(customer)
@@ -306,14 +274,10 @@ class ScopedConnection:
         for table in SCOPE_TABLES:
             conn.execute(table.create_sql())
             conn.execute(table.insert_sql(), {"customer_id": customer.customer_id})
-        row = conn.execute("SELECT email, phone, address, address2 FROM temp.my_account").fetchone()
-        if row is None or str(row[0] or "").strip().lower() != customer.email.strip().lower():
-            raise DataAccessRefused(
-                "identity_mismatch",
-                "The sender's identity does not match the customer on file; "
-                "account data is unavailable.",
-            )
-        return frozenset(str(v).strip() for v in row if v is not None and str(v).strip())
+        account = conn.execute(
+            "SELECT email, phone, address, address2 FROM temp.my_account"
+        ).fetchone()
+        return self.verified_contacts(account)
 
     def _lock_down(self) -> None:
         conn = self.connection
@@ -326,212 +290,58 @@ class ScopedConnection:
         # Installed last: building the scope above needed to read the account tables.
         conn.set_authorizer(self._authorizer)
 
-    def execute(self, sql: str, *, limit_hint: int | None = None) -> FetchedRows:
-        """Run ``sql`` and fetch at most ``max_rows`` rows and ``max_result_bytes`` of JSON.
-
-        ``limit_hint`` is the LIMIT the guard imposed, so that hitting it counts as
-        truncation. Raises :class:`DataAccessRefused` for every database error.
-        """
-        with self._lock:
-            self._authorizer.denials.clear()
-            self._clock.start()
-            started = time.perf_counter()
+    def _run(self, sql: str, consume: RowConsumer[_T]) -> _T:
+        self._authorizer.denials.clear()
+        self._clock.start()
+        try:
+            cursor = self.connection.execute(sql)
             try:
-                cursor = self.connection.execute(sql)
-                try:
-                    fetched = self._fetch(cursor, limit_hint)
-                finally:
-                    cursor.close()
-            except (sqlite3.Error, sqlite3.Warning) as error:
-                raise self._explain(error) from None
-            columns, rows, note = fetched
-            elapsed_ms = (time.perf_counter() - started) * 1000
-        return FetchedRows(columns, rows, note, round(elapsed_ms, 3))
+                return consume([d[0] for d in cursor.description or ()], cursor)
+            finally:
+                cursor.close()
+        except (sqlite3.Error, sqlite3.Warning) as error:
+            raise self._explain(str(error)) from None
 
-    def _fetch(
-        self, cursor: sqlite3.Cursor, limit_hint: int | None
-    ) -> tuple[list[str], list[dict[str, JsonScalar]], str | None]:
-        columns = _unique_names([d[0] for d in cursor.description or ()])
-        rows: list[dict[str, JsonScalar]] = []
-        size = 0
-        note: str | None = None
-        for raw in cursor:
-            if len(rows) >= self.max_rows:
-                note = f"more than {self.max_rows} rows; only the first {self.max_rows} returned"
-                break
-            row = {name: _json_value(value) for name, value in zip(columns, raw, strict=True)}
-            size += len(json.dumps(row, ensure_ascii=False))
-            if size > self.max_result_bytes:
-                note = (
-                    f"result exceeds {self.max_result_bytes // 1024} KiB; "
-                    f"only the first {len(rows)} rows returned"
-                )
-                break
-            rows.append(row)
-        if note is None and limit_hint is not None and len(rows) >= limit_hint:
-            note = f"reached the {limit_hint}-row limit; more rows may exist"
-        return columns, rows, note
-
-    def _explain(self, error: sqlite3.Error | sqlite3.Warning) -> DataAccessRefused:
-        text = str(error)
+    def _explain(self, text: str) -> DataAccessRefused:
         if self._clock.expired or text == "interrupted":
-            return DataAccessRefused(
-                "time_budget",
-                f"The query ran past its {self._clock.budget_seconds:g}-second time budget and "
-                "was stopped. Narrow it: filter with WHERE, avoid cross joins, aggregate.",
-            )
+            return self.refusal("time_budget")
         if self._authorizer.denials or "not authorized" in text:
-            return self._denial_refusal()
-        if "too big" in text:
-            return DataAccessRefused(
-                "result_size", "The query builds a value that is too large; ask for less data."
-            )
-        if "readonly" in text or "read-only" in text or "query_only" in text:
-            return DataAccessRefused(
-                "select_only", "The business database is read-only; only SELECT queries run."
-            )
-        if "one statement" in text:
-            return DataAccessRefused("single_statement", "Send exactly one statement.")
-        if "no such table" in text:
-            return DataAccessRefused(
-                "unknown_table",
-                f"{_first_line(text)}. Query {CATALOG_HINT}"
-                + (f", or {SCOPE_HINT}." if self.customer is not None else "."),
-            )
-        return DataAccessRefused(
-            "query_error", f"The database rejected the query: {_first_line(text)}."
-        )
-
-    def _denial_refusal(self) -> DataAccessRefused:
-        action, name = self._authorizer.denials[0] if self._authorizer.denials else (-1, "")
-        if action == sqlite3.SQLITE_READ:
-            return _account_refusal(name, verified=self.customer is not None)
-        if action == sqlite3.SQLITE_FUNCTION:
-            return DataAccessRefused(
-                "function_not_allowed", f"Function {name}() is not allowed in a query."
-            )
-        return DataAccessRefused(
-            "select_only",
-            "Only reading with SELECT is allowed; writes, PRAGMA, ATTACH and schema changes "
-            "are refused.",
-        )
+            action, name = self._authorizer.denials[0] if self._authorizer.denials else (-1, "")
+            if action == sqlite3.SQLITE_READ:
+                return self.account_refusal(name)
+            return self.refusal("function" if action == sqlite3.SQLITE_FUNCTION else "not_a_read",
+                                name)
+        for marker, kind in _ERROR_MARKERS:
+            if marker in text:
+                return self.refusal(kind, text)
+        return self.refusal("query_error", text)
 
     def close(self) -> None:
         with self._lock:
             self.connection.close()
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    unique: list[str] = []
-    for name in names:
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        unique.append(name if count == 1 else f"{name}_{count}")
-    return unique
+#: What SQLite's error text says, and the refusal it becomes (first match wins).
+_ERROR_MARKERS: tuple[tuple[str, str], ...] = (
+    ("too big", "too_large"),
+    ("readonly", "read_only"),
+    ("read-only", "read_only"),
+    ("query_only", "read_only"),
+    ("one statement", "one_statement"),
+    ("no such table", "unknown_table"),
+)
 
 
-def _json_value(value: object) -> JsonScalar:
-    if value is None or isinstance(value, str | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes):
-        return f"<binary, {len(value)} bytes>"
-    return str(value)
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-class SqliteScopedSession(ScopedSession):
-    """A :class:`ScopedSession` over a :class:`ScopedConnection`, with the guard in front."""
-
-    def __init__(self, database: SqliteBusinessDatabase, connection: ScopedConnection) -> None:
-        self._database = database
-        self._connection = connection
-
-    @property
-    def customer(self) -> CustomerIdentity | None:
-        return self._connection.customer
-
-    def run_query(self, sql: str) -> QueryResult:
-        """Guard, scope-check and run one SELECT; see :meth:`ScopedSession.run_query`."""
-        guarded = guard_sql(sql, dialect="sqlite", max_rows=self._database.max_rows)
-        # A friendlier refusal than the authorizer's, which still has the final word.
-        refuse_out_of_scope(guarded.tables, verified=self.customer is not None,
-                            account_names=_ACCOUNT_NAMES, scope_names=SCOPE_TABLE_NAMES)
-        fetched = self._connection.execute(
-            guarded.sql, limit_hint=guarded.limit if guarded.limit_rewritten else None
-        )
-        return QueryResult(
-            sql=guarded.sql,
-            columns=fetched.columns,
-            rows=fetched.rows,
-            row_count=len(fetched.rows),
-            truncated=fetched.truncation_note is not None,
-            truncation_note=fetched.truncation_note,
-            elapsed_ms=fetched.elapsed_ms,
-        )
-
-    def describe_schema(self) -> SchemaDescription:
-        """Catalog tables and views, plus the sender's own tables when verified."""
-        tables = list(self._database.catalog_description)
-        notes = [
-            "Account tables (customer, address, rental, payment, staff, city, country) and "
-            "views over them cannot be read directly.",
-            "Give computed columns an alias (count(*) AS rentals): the query is re-generated "
-            "before it runs, so unaliased expressions get generated names.",
-        ]
-        if self.customer is not None:
-            notes.append(
-                f"The sender is verified as customer {self.customer.customer_id}; "
-                "my_account, my_rentals and my_payments hold only their rows."
-            )
-            tables[:0] = [
-                TableDescription(
-                    name=t.name,
-                    kind="table",
-                    columns=tuple(ColumnDescription(name=n, type=ty) for n, ty in t.columns),
-                    scoped_to_sender=True,
-                    description=t.description,
-                )
-                for t in SCOPE_TABLES
-            ]
-        else:
-            notes.append(
-                "The sender could not be verified, so account data is unavailable: "
-                "catalog tables only."
-            )
-        return SchemaDescription(
-            dialect="sqlite",
-            tables=tuple(tables),
-            sender_verified=self.customer is not None,
-            max_rows=self._database.max_rows,
-            notes=tuple(notes),
-        )
-
-    def sender_contacts(self) -> set[str]:
-        """The sender's own e-mail, phone and street address lines."""
-        return set(self._connection.contacts)
-
-
-class SqliteBusinessDatabase(BusinessDatabase):
+class SqliteBusinessDatabase(DialectDatabase):
     """A Sakila SQLite file, opened read-only for every session."""
+
+    dialect = "sqlite"
 
     def __init__(
         self, path: Path, *, time_budget_seconds: float = 2.0, max_rows: int = 100
     ) -> None:
-        if time_budget_seconds <= 0:
-            raise ValueError("time_budget_seconds must be positive")
-        if max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
+        super().__init__(time_budget_seconds=time_budget_seconds, max_rows=max_rows)
         self.path = Path(path)
-        self.time_budget_seconds = time_budget_seconds
-        self.max_rows = max_rows
-        self._closed = False
         _check_file(self.path)
         self.catalog_description = self._inspect()
         self.catalog_views = frozenset(t.name for t in self.catalog_description if t.kind == "view")
@@ -561,14 +371,14 @@ class SqliteBusinessDatabase(BusinessDatabase):
             for table in SCOPE_TABLES:  # the account columns the scope needs are present
                 conn.execute(f"EXPLAIN {table.fill_sql}", {"customer_id": -1}).fetchall()
             description = [
-                _describe(conn, name, "table", CATALOG_TABLES[name])
+                _describe(conn, name, "table")
                 for name in CATALOG_TABLES
                 if kinds.get(name) == "table"
             ]
             description += self._open_views(conn, sorted(n for n, t in objects if t == "view"))
         except sqlite3.DatabaseError as error:
             raise BusinessDatabaseError(
-                f"{self.path} is not a usable Sakila SQLite database: {_first_line(str(error))}"
+                f"{self.path} is not a usable Sakila SQLite database: {str(error).strip()}"
             ) from None
         finally:
             conn.close()
@@ -580,7 +390,7 @@ class SqliteBusinessDatabase(BusinessDatabase):
         Each view is probed under the authorizer with every view name readable; the tables
         behind a view are still checked one by one, so only catalog-only views pass.
         """
-        described = [_describe(conn, name, "view", "") for name in views]
+        described = [_describe(conn, name, "view") for name in views]
         probe = ScopedConnection(
             self.path,
             None,
@@ -600,34 +410,29 @@ class SqliteBusinessDatabase(BusinessDatabase):
             probe.close()
         return allowed
 
-    def resolve_sender(self, address: str) -> CustomerIdentity | None:
-        """Exactly one customer whose e-mail equals ``address`` ignoring case, else None."""
-        self._check_open()
-        wanted = address.strip().lower() if isinstance(address, str) else ""
-        if "@" not in wanted or len(wanted) > 320:
-            return None
+    def catalog_tables(self) -> Sequence[TableDescription]:
+        return self.catalog_description
+
+    def scope_tables(self) -> Sequence[TableDescription]:
+        return SCOPE_DESCRIPTION
+
+    def _customers_with_address(self, address: str) -> list[Sequence[object]]:
         try:
             conn = connect_read_only(self.path)
         except sqlite3.Error as error:
             raise BusinessDatabaseError(f"cannot open {self.path}: {error}") from None
         try:
-            rows = conn.execute(
+            return conn.execute(
                 "SELECT customer_id, first_name, last_name, email, active, store_id "
                 "FROM main.customer WHERE lower(trim(email)) = :address LIMIT 2",
-                {"address": wanted},
+                {"address": address},
             ).fetchall()
         finally:
             conn.close()
-        if len(rows) != 1:  # unknown, or ambiguous: either way not verified
-            return None
-        return CustomerIdentity.from_row(rows[0])
 
-    @contextmanager
-    def session(self, customer: CustomerIdentity | None) -> Iterator[ScopedSession]:
-        """A scoped session on its own read-only connection, closed on exit."""
-        self._check_open()
+    def _scoped_connection(self, customer: CustomerIdentity | None) -> ScopedConnection:
         try:
-            connection = ScopedConnection(
+            return ScopedConnection(
                 self.path,
                 customer,
                 time_budget_seconds=self.time_budget_seconds,
@@ -636,29 +441,12 @@ class SqliteBusinessDatabase(BusinessDatabase):
             )
         except sqlite3.Error as error:
             raise BusinessDatabaseError(f"cannot open {self.path}: {error}") from None
-        try:
-            yield SqliteScopedSession(self, connection)
-        finally:
-            connection.close()
-
-    def close(self) -> None:
-        """Further sessions are refused; each session closes its own connection."""
-        self._closed = True
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BusinessDatabaseError("the business database has been closed")
 
 
-def _describe(conn: sqlite3.Connection, name: str, kind: str, text: str) -> TableDescription:
+def _describe(conn: sqlite3.Connection, name: str, kind: str) -> TableDescription:
     quoted = name.replace('"', '""')
-    columns = tuple(
-        ColumnDescription(name=str(row[1]), type=str(row[2] or ""))
-        for row in conn.execute(f'PRAGMA main.table_info("{quoted}")')
-    )
-    return TableDescription(
-        name=name, kind="view" if kind == "view" else "table", columns=columns, description=text
-    )
+    columns = conn.execute(f'PRAGMA main.table_info("{quoted}")').fetchall()
+    return table_description(name, kind, ((str(row[1]), str(row[2] or "")) for row in columns))
 
 
 def _check_file(path: Path) -> None:
