@@ -13,11 +13,11 @@ import typer
 from mediavault.agent.cli.audit import audit_app
 from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
+from mediavault.agent.cli.local_model import local_model_command
 from mediavault.agent.cli.metrics import metrics_command
 from mediavault.agent.cli.review import review_app
 from mediavault.agent.cli.serve import reviewers_app, serve_command
 from mediavault.agent.cli.sql import sql_command
-from mediavault.agent.cli.local_model import local_model_command
 from mediavault.agent.cli.studio import studio_command
 from mediavault.agent.cli.triage import demo_command, triage_command
 from mediavault.agent.cli.worker import worker_command
