@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mediavault.agent.ops.decision_lock import one_decision_at_a_time
 from mediavault.agent.stores.checkpoints import open_async_checkpointer, open_checkpointer
+from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run, email_run
 from mediavault.agent.wiring import compile_with_checkpointer, services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
@@ -86,6 +87,21 @@ class NoPendingReview(LookupError):
     """The email has no review waiting (unknown, already decided, or escalated)."""
 
 
+class TriageFailed(NoPendingReview):
+    """The email's triage failed: there is no draft to decide (triage it again to retry)."""
+
+
+def _refuse_failed(context: Context, email_id: str) -> None:
+    from mediavault.agent.stores.checkpoints import uses_postgres_state
+
+    if not uses_postgres_state(context) and not context.cases_path.exists():
+        return
+    case = services_for(context).case_store.get_case(email_id)
+    if case is not None and case.status == "failed":
+        raise TriageFailed(f"{email_id} failed, so no review waits: "
+                           f"{case.status_reason or 'no reason recorded'}")
+
+
 class StaleReview(NoPendingReview):
     """The decision names a review request that is no longer the one waiting."""
 
@@ -120,13 +136,35 @@ def _config(thread_id: str) -> dict[str, Any]:
 
 
 def resolve_context(context: Context | None, model: str | BaseChatModel | None) -> Context:
-    """The context a call runs with: ``model`` (a name or a chat model) overrides its model."""
+    """The context a call runs with: ``model`` (a name or a chat model) overrides its model.
+
+    Raises :class:`ConfigurationError` when no email could run with it (see
+    :func:`check_configuration`).
+    """
     context = context or Context()
     if isinstance(model, BaseChatModel):
-        return context.with_overrides(chat_model=model)
-    if isinstance(model, str):
-        return context.with_overrides(model=model)
+        context = context.with_overrides(chat_model=model)
+    elif isinstance(model, str):
+        context = context.with_overrides(model=model)
+    check_configuration(context)
     return context
+
+
+def check_configuration(context: Context) -> None:
+    """Raise :class:`ConfigurationError` at the call when no email could run: no business
+    database, one that is not Sakila, an unknown model or one without its API key.
+
+    A library reports a wrong setting to its caller once; a per-email failure (a model that
+    times out, a broken email) stays a ``failed`` result for that email.
+    """
+    from mediavault.tools.business_db.sessions import BusinessDatabaseError
+
+    services = services_for(context)
+    try:
+        services.chat_model  # noqa: B018 - building it is the check
+        services.business_db  # noqa: B018
+    except BusinessDatabaseError as problem:
+        raise ConfigurationError(str(problem)) from None
 
 
 def coerce_email(email: InboundEmail | Mapping[str, Any]) -> InboundEmail:
@@ -226,12 +264,15 @@ def triage_email(
 
     Triaging an email that already has an outcome returns that outcome without re-running
     anything; an email whose run was interrupted by a crash continues from its last checkpoint.
+    While another process on the same home is triaging the email, this waits for that run and
+    returns its outcome.
     """
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     thread_id = thread_id_for(inbound.email_id)
     config = _config(thread_id)
-    with _compiled_graph(context) as graph:
+    # Another process running this email: wait for it, then return what it recorded.
+    with email_run(context, thread_id, wait=True), _compiled_graph(context) as graph:
         recorded, snapshot = _recorded(graph, thread_id, inbound.email_id)
         if recorded is not None:
             return recorded
@@ -265,7 +306,7 @@ async def atriage_email(
     inbound = coerce_email(email)
     context = resolve_context(context, model)
     async with async_compiled_graph(context) as graph:
-        return await atriage_on(graph, inbound, context)
+        return await atriage_on(graph, inbound, context, wait=True)
 
 
 def recorded_outcome(email: InboundEmail, context: Context) -> TriageResult | None:
@@ -279,9 +320,24 @@ async def recorded_result(graph: Any, email: InboundEmail) -> TriageResult | Non
     return (await _arecorded(graph, thread_id_for(email.email_id), email.email_id))[0]
 
 
-async def atriage_on(graph: Any, email: InboundEmail, context: Context) -> TriageResult:
-    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch)."""
+async def atriage_on(
+    graph: Any, email: InboundEmail, context: Context, *, wait: bool = False
+) -> TriageResult:
+    """Triage one email on a graph from :func:`async_compiled_graph` (shared by a batch).
+
+    Raises :class:`EmailInProgressElsewhere` when another process (or task) is running this
+    email, unless ``wait`` is set: then it waits for that run and returns its outcome.
+    """
     thread_id = thread_id_for(email.email_id)
+    async with aemail_run(context, thread_id, wait=wait) as held:
+        if not held:
+            raise EmailInProgressElsewhere(email.email_id)
+        return await _atriage_held(graph, email, context, thread_id)
+
+
+async def _atriage_held(
+    graph: Any, email: InboundEmail, context: Context, thread_id: str
+) -> TriageResult:
     config = _config(thread_id)
     recorded, snapshot = await _arecorded(graph, thread_id, email.email_id)
     if recorded is not None:
@@ -359,9 +415,11 @@ def resume(
     with one_decision_at_a_time(context, thread_id), _compiled_graph(context) as graph:
         snapshot = graph.get_state(_config(thread_id))
         if not snapshot.values:
+            _refuse_failed(context, email_id_or_thread)
             raise NoPendingReview(f"no triage found for {email_id_or_thread!r}")
         email_id = str(snapshot.values["email"]["email_id"])
         if not snapshot.interrupts or _answered(graph.checkpointer.get_tuple(_config(thread_id))):
+            _refuse_failed(context, email_id)
             raise NoPendingReview(f"{email_id} has no review waiting (already decided)")
         if answer.request_id is not None and answer.request_id not in {
                 pending.id for pending in snapshot.interrupts}:

@@ -31,6 +31,8 @@ from mediavault.agent.models.factory import chat_model_for, structured_output
 from mediavault.agent.stores.audit import AuditLog, audit_key_from_env
 from mediavault.agent.stores.case_store import CaseStore
 from mediavault.agent.stores.case_store_postgres import open_case_store
+from mediavault.agent.stores.checkpoints import uses_postgres_state
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph import builder as graph_builder
 from mediavault.graph.context import Context
 from mediavault.graph.ports import ServiceProvider
@@ -40,6 +42,14 @@ from mediavault.tools.business_db.business_date import business_date
 from mediavault.tools.business_db.sessions import BusinessDatabase, open_business_db
 
 _T = TypeVar("_T")
+
+
+def open_private_case_store(context: Context) -> CaseStore:
+    """The context's case store; its SQLite file is created owner-only (0600)."""
+    if not uses_postgres_state(context):
+        prepare_home(context)
+        private_file(context.cases_path)
+    return open_case_store(context)
 
 
 class AppServices:
@@ -75,12 +85,15 @@ class AppServices:
 
     @property
     def case_store(self) -> CaseStore:
-        return self._once("case_store", lambda: open_case_store(self.context))
+        return self._once("case_store", lambda: open_private_case_store(self.context))
 
     @property
     def audit(self) -> AuditLog:
-        return self._once("audit", lambda: AuditLog(self.context.audit_path,
-                                                    key=audit_key_from_env()))
+        def open_audit() -> AuditLog:
+            prepare_home(self.context)  # owner-only, and no FIFO where the log belongs
+            return AuditLog(self.context.audit_path, key=audit_key_from_env())
+
+        return self._once("audit", open_audit)
 
     @property
     def outbox(self) -> OutboxDirectory:

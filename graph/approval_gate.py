@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mediavault.graph.safety.rules import matching_views
+from mediavault.policies import reason_codes
 from mediavault.tools.agent_tools import (
     CREATE_ESCALATION_TICKET,
     DRAFT_CUSTOMER_EMAIL,
@@ -28,7 +29,10 @@ from mediavault.tools.drafting.reply import DraftRequest
 Verdict = Literal["allow", "deny", "review"]
 Phase = Literal["investigate", "draft", "escalate"]
 #: Denials the graph routes on (the others only go back to the model with their reason).
-DenialCode = Literal["budget_exhausted", "must_escalate"]
+DenialCode = Literal["budget_exhausted", "argument_budget_exhausted", "must_escalate"]
+#: How the graph words a tool call refused because the email's argument bytes are spent (the
+#: graph writes it, never the model; the gate turns it into the structured code above).
+ARGUMENT_BUDGET_EXHAUSTED = "argument budget exhausted"
 
 #: Which tools each phase may run. Anything else is denied, whatever the model asks.
 PHASE_TOOLS: Mapping[str, frozenset[str]] = {
@@ -151,13 +155,19 @@ def _judge_draft(request: DraftRequest, facts: GateFacts) -> GateVerdict | None:
 
 
 def needs_human_review(review_mode: str, reason_code: str) -> bool:
-    """Whether a valid draft with this reason code waits for a human (the pilot: always)."""
+    """Whether a valid draft with this reason code waits for a human (the pilot: always).
+
+    ``Context`` refuses unknown modes; should one get here anyway, it fails closed: a mode
+    naming anything but known reason codes sends every draft to review.
+    """
     mode = review_mode.strip().lower()
     if mode in ("", "all"):
         return True
     if mode == "none":
         return False
-    codes = {code.strip() for code in mode.split(",") if code.strip()}
+    codes = {code.strip() for code in mode.split(",")}
+    if not codes <= set(reason_codes()):
+        return True
     return reason_code in codes
 
 

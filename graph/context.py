@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from mediavault.policies import reason_codes
+
 DEFAULT_HOME = ".mediavault"
 DEMO_DB_NAME = "sakila_demo.sqlite"
 
@@ -32,12 +34,37 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "MEDIAVAULT_MODEL_TIMEOUT": "Seconds per request to a hosted model (default 60).",
     "MEDIAVAULT_MODEL_MAX_RETRIES": "Retries with backoff for a hosted model (default 3).",
     "MEDIAVAULT_REVIEW": "Review mode: `all` (default), `none`, or a comma-separated list of "
-    "reason codes that need review.",
+    "reason codes that need review; any other value is refused.",
 }
 
 
 class ConfigurationError(ValueError):
     """A setting has a value the agent cannot work with; the message says which and why."""
+
+
+#: The review modes besides a list of reason codes.
+REVIEW_MODES = ("all", "none")
+
+
+def parse_review_mode(value: str) -> str:
+    """The canonical review mode for ``value``: ``all``, ``none`` or known reason codes.
+
+    Anything else is refused: a typo read as a list of reason codes would let every draft
+    through unreviewed. Reason codes are checked against the policy's own list.
+    """
+    text = str(value).strip().lower()
+    if text in REVIEW_MODES:
+        return text
+    codes = [code.strip() for code in text.split(",")]
+    known = reason_codes()
+    unknown = [code for code in codes if code not in known]
+    if not text or unknown:
+        what = f"unknown reason code(s) {', '.join(map(repr, unknown))}" if text else "it is empty"
+        raise ConfigurationError(
+            f"review mode {value!r} is not valid ({what}); use `all`, `none`, or a "
+            f"comma-separated list of reason codes: {', '.join(known)}"
+        )
+    return ",".join(dict.fromkeys(codes))
 
 
 def parse_business_date(value: str | date | None) -> date | None:
@@ -104,6 +131,7 @@ class Context:
         # Accept strings from callers (CLI flags, notebooks) and validate once, here.
         object.__setattr__(self, "home", Path(self.home))
         object.__setattr__(self, "today", parse_business_date(self.today))
+        object.__setattr__(self, "review", parse_review_mode(self.review))
         if not self.model.strip():
             raise ConfigurationError("model name is empty; use `rules` or `openai:<model>`")
 

@@ -19,7 +19,13 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from mediavault.graph.approval_gate import GateFacts, GateVerdict, Phase, judge_tool_call
+from mediavault.graph.approval_gate import (
+    ARGUMENT_BUDGET_EXHAUSTED,
+    GateFacts,
+    GateVerdict,
+    Phase,
+    judge_tool_call,
+)
 from mediavault.graph.audit_trail import record_event
 from mediavault.graph.context import Context
 from mediavault.graph.ports import node_services
@@ -89,7 +95,9 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
     verdicts: list[tuple[dict[str, Any], GateVerdict]] = []
     used = facts.tool_calls_used
     for call in calls:
-        if call.get("invalid"):
+        if str(call.get("invalid") or "").startswith(ARGUMENT_BUDGET_EXHAUSTED):
+            verdict = GateVerdict.deny(str(call["invalid"]), code="argument_budget_exhausted")
+        elif call.get("invalid"):
             verdict = GateVerdict.deny(f"tool call arguments are not valid JSON: {call['invalid']}")
         else:
             verdict = judge_tool_call(call, _with_used(facts, used))
@@ -130,7 +138,9 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         if verdict.verdict == "allow":
             approved.append({"id": call_id, "name": call["name"], "args": call.get("args") or {}})
         else:
-            if verdict.code == "budget_exhausted":
+            if verdict.code == "argument_budget_exhausted":
+                budget_note = "argument budget of the email exhausted"
+            elif verdict.code == "budget_exhausted":
                 budget_note = f"tool call budget of {context.max_tool_calls} exhausted"
             elif verdict.code == "must_escalate" and must_escalate is None:
                 must_escalate = verdict.reason
@@ -148,6 +158,9 @@ def run_gate(state: TriageState, runtime: Runtime[Context], phase: Phase) -> dic
         update["budget_exceeded"] = budget_note
     if must_escalate and phase == "draft":
         update.update(must_escalate=True, escalation_reason=must_escalate)
+    elif budget_note and phase != "investigate":
+        # Drafting or escalating with nothing left to spend: a person takes the email.
+        update.update(must_escalate=True, escalation_reason=budget_note)
     return update
 
 

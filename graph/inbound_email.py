@@ -6,7 +6,7 @@ import re
 from contextlib import suppress
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mediavault.tools.email_fields import MAX_SUBJECT_CHARS, EmailId, split_sender
 
@@ -19,6 +19,9 @@ _MARKERS = {
     marker: re.compile(re.escape(marker).replace(re.escape("{dropped}"), r"[0-9]+") + r"\Z")
     for marker in (TRUNCATION_MARKER, ONE_LINE_TRUNCATION_MARKER)
 }
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_FIELDS = frozenset({"sender_name", "subject", "body"})
 
 
 def cap_text(text: str, limit: int, marker: str = TRUNCATION_MARKER) -> str:
@@ -54,6 +57,21 @@ class InboundEmail(BaseModel):
     sender_verified: bool = True
     #: Problems found while reading the email (non-UTF-8 bytes replaced, body truncated...).
     input_flags: tuple[str, ...] = ()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object, info: ValidationInfo) -> object:
+        # Lone surrogates are undecoded bytes (Python's surrogateescape): no store, log or
+        # terminal can write them, so such an email would fail while its failure is recorded.
+        if isinstance(value, str) and _LONE_SURROGATE.search(value):
+            raise ValueError("contains bytes that are not valid text (undecoded non-UTF-8)")
+        # NUL cannot be stored in a Postgres text column: refused in an identifier, shown as
+        # a replacement character in text a reader sees.
+        if isinstance(value, str) and "\x00" in value:
+            if info.field_name in _TEXT_FIELDS:
+                return value.replace("\x00", "\ufffd")
+            raise ValueError("contains a NUL character")
+        return value
 
     @field_validator("sender", mode="before")
     @classmethod

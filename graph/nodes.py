@@ -15,10 +15,15 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from mediavault.graph.approval_gate import judge_tool_call, needs_human_review
+from mediavault.graph.approval_gate import (
+    ARGUMENT_BUDGET_EXHAUSTED,
+    judge_tool_call,
+    needs_human_review,
+)
 from mediavault.graph.audit_trail import record_event, write_pending
 from mediavault.graph.context import Context
 from mediavault.graph.decision import TriageDecision, enforce_decision
+from mediavault.graph.draft_evidence import grounding_evidence
 from mediavault.graph.gates import (
     audit_verdicts,
     customer_identity,
@@ -107,7 +112,8 @@ def _invoke(
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "tool_calls": len(response.tool_calls)})
     return _with_call_ids(response, f"{what}-{len(state.get('messages', []))}",
-                          _call_ids_used(state.get("messages", [])))
+                          _call_ids_used(state.get("messages", [])),
+                          _argument_bytes_used(state.get("messages", [])))
 
 
 #: Tool call arguments larger than this (as JSON) never enter the state: no tool takes that
@@ -118,6 +124,15 @@ MAX_TOOL_ARGUMENT_CHARS = 50_000
 MAX_TOOL_ARGUMENT_DEPTH = 8
 #: A model's text longer than this is cut before it enters the state.
 MAX_MODEL_TEXT_CHARS = 20_000
+#: Tool calls one model message may carry; the next few are answered as refused, and any
+#: beyond those are dropped from the message (no ToolMessage is owed for a call never kept).
+MAX_TOOL_CALLS_PER_MESSAGE = 8
+MAX_REFUSED_CALLS_KEPT = 8
+#: Argument bytes (as JSON) across one message's calls, and across the whole email.
+MAX_ARGUMENT_BYTES_PER_MESSAGE = 64_000
+MAX_ARGUMENT_BYTES_PER_EMAIL = 256_000
+#: Text kept of a refused call's raw arguments, error, name or id.
+_MAX_CALL_FIELD_CHARS = 300
 
 
 def _call_ids_used(messages: list[Any]) -> set[str]:
@@ -151,41 +166,111 @@ def _argument_problem(args: object) -> str | None:
     return None
 
 
-def _with_call_ids(message: AIMessage, prefix: str, used: set[str] | None = None) -> AIMessage:
+def _with_call_ids(message: AIMessage, prefix: str, used: set[str] | None = None,
+                   email_bytes: int = 0) -> AIMessage:
     """Every call gets an id of its own and arguments the state can hold.
 
     Some servers omit ids, and a hostile model reuses them: two calls sharing an id would share
     one ToolMessage and one audit key, hiding the second execution. Missing and repeated ids
     are replaced; oversized or deeply nested arguments become invalid calls the gate refuses.
+    Whatever the model sends, what enters the state is bounded: at most
+    ``MAX_TOOL_CALLS_PER_MESSAGE`` calls run per message (a few more are answered as refused,
+    the rest dropped), arguments are capped per message and per email, content of any shape
+    becomes bounded text, and provider extras are not kept.
     """
     seen = set(used or ())
     calls: list[Any] = []
     invalid: list[Any] = []
-    for index, call in enumerate([*message.tool_calls, *message.invalid_tool_calls]):
-        call_id = str(call.get("id") or "")
+    message_bytes = 0
+    proposed = [*message.tool_calls, *message.invalid_tool_calls]
+    kept = proposed[: MAX_TOOL_CALLS_PER_MESSAGE + MAX_REFUSED_CALLS_KEPT]
+    for index, call in enumerate(kept):
+        call_id = str(call.get("id") or "")[:_MAX_CALL_FIELD_CHARS]
         if not call_id or call_id in seen:
             call_id, suffix = f"{prefix}-{index}", 0
             while call_id in seen:
                 suffix += 1
                 call_id = f"{prefix}-{index}-{suffix}"
         seen.add(call_id)
+        name = str(call.get("name") or "")[:_MAX_CALL_FIELD_CHARS]
         if index >= len(message.tool_calls):
-            invalid.append({**call, "id": call_id})
+            invalid.append(invalid_tool_call(
+                name=name, args=None, id=call_id,
+                error=str(call.get("error") or "arguments are not valid JSON")[
+                    :_MAX_CALL_FIELD_CHARS]))
             continue
         problem = _argument_problem(call.get("args"))
+        size = _argument_bytes(call.get("args")) if problem is None else 0
+        if problem is None and index >= MAX_TOOL_CALLS_PER_MESSAGE:
+            problem = f"more than {MAX_TOOL_CALLS_PER_MESSAGE} tool calls in one message"
+        elif problem is None and message_bytes + size > MAX_ARGUMENT_BYTES_PER_MESSAGE:
+            problem = (f"the calls of one message carry more than "
+                       f"{MAX_ARGUMENT_BYTES_PER_MESSAGE} bytes of arguments")
+        elif problem is None and email_bytes + message_bytes + size > (
+                MAX_ARGUMENT_BYTES_PER_EMAIL):
+            problem = (f"{ARGUMENT_BUDGET_EXHAUSTED}: this email's tool calls may carry "
+                       f"{MAX_ARGUMENT_BYTES_PER_EMAIL} bytes in all")
         if problem is None:
-            calls.append({**call, "id": call_id})
+            message_bytes += size
+            calls.append({**call, "id": call_id, "name": name})
         else:
-            invalid.append(invalid_tool_call(name=call.get("name"), args=None, id=call_id,
+            invalid.append(invalid_tool_call(name=name, args=None, id=call_id,
                                              error=problem))
-    content = message.content
-    if isinstance(content, str) and len(content) > MAX_MODEL_TEXT_CHARS:
-        content = content[:MAX_MODEL_TEXT_CHARS] + " [... cut by MediaVault]"
-    if calls == message.tool_calls and invalid == message.invalid_tool_calls and (
-            content is message.content):
-        return message
-    return message.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid,
-                                      "content": content})
+    content = _bounded_content(message.content)
+    if len(proposed) > len(kept):
+        content = f"{content} [{len(proposed) - len(kept)} further tool calls dropped]"
+    # Only what the graph reads is kept: provider extras (raw argument strings, reasoning
+    # blobs, metadata) would otherwise ride along in every checkpoint.
+    return AIMessage(
+        content=content, tool_calls=calls, invalid_tool_calls=invalid,
+        id=message.id, name=message.name, usage_metadata=message.usage_metadata,
+        response_metadata=_small_mapping(message.response_metadata),
+    )
+
+
+def _argument_bytes(args: object) -> int:
+    try:
+        return len(json.dumps(args, default=str).encode())
+    except (TypeError, ValueError):
+        return MAX_ARGUMENT_BYTES_PER_EMAIL + 1
+
+
+def _bounded_content(content: object) -> str:
+    """A model's content of any shape (text, a list of blocks, anything) as bounded text."""
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        parts = []
+        size = 0
+        for block in content:
+            part = block if isinstance(block, str) else (
+                block.get("text") if isinstance(block, dict) else None)
+            if isinstance(part, str):
+                parts.append(part)
+                size += len(part)
+            if size > MAX_MODEL_TEXT_CHARS:
+                break
+        text = "\n".join(parts)  # images, audio and other blocks are not kept
+    else:
+        text = ""
+    if len(text) > MAX_MODEL_TEXT_CHARS:
+        text = text[:MAX_MODEL_TEXT_CHARS] + " [... cut by MediaVault]"
+    return text
+
+
+def _small_mapping(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    try:
+        return dict(value) if len(json.dumps(value, default=str)) <= 2_000 else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _argument_bytes_used(messages: list[Any]) -> int:
+    """Argument bytes the model's kept tool calls carried so far in this email."""
+    return sum(_argument_bytes(call.get("args")) for message in messages
+               if isinstance(message, AIMessage) for call in message.tool_calls)
 
 
 # ------------------------------------------------------------------------------------ ingest
@@ -459,14 +544,17 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
         sender_address=str(email["sender"]),
         subject=str(email.get("subject", "")),
         allowed_contacts=_sender_contacts(state, runtime),
+        evidence=grounding_evidence(state, runtime),
     )
     report = outcome.report
+    provenance = [fact.model_dump(mode="json") for fact in outcome.provenance]
     problems = [f"{p.code}: {p.detail}" for p in report.problems]
     store = node_services(runtime).case_store
     with store.atomic():  # the draft and the case's new status are recorded together
         version = store.record_draft(
             _email_id(state), text=outcome.reply.body, source="model", valid=report.valid,
             problems=problems, policy_refs=list(outcome.reply.policy_refs),
+            provenance=provenance,
         )
         if report.valid:
             store.set_outcome(_email_id(state), route="draft",
@@ -477,7 +565,8 @@ def draft_tool(state: TriageState, runtime: Runtime[Context]) -> dict[str, Any]:
            details={"tool": DRAFT_CUSTOMER_EMAIL, "valid": report.valid,
                     "problems": [p.code for p in report.problems], "draft_version": version})
     draft_record = {**outcome.reply.model_dump(mode="json"), "valid": report.valid,
-                    "problems": problems, "version": version, "source": "model"}
+                    "problems": problems, "version": version, "source": "model",
+                    "provenance": provenance}
     update: dict[str, Any] = {"approved_calls": [], "draft": draft_record}
     if report.valid:
         update["messages"] = [ToolMessage(content="Draft is valid and saved for review.",

@@ -42,7 +42,7 @@ class CaseRecords(Protocol):
 
     def record_draft(
         self, email_id: str, *, text: str, source: str, valid: bool, problems: Sequence[str],
-        policy_refs: Sequence[str],
+        policy_refs: Sequence[str], provenance: Sequence[Mapping[str, str]] = (),
     ) -> int: ...
 
     def record_review(

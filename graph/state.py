@@ -7,10 +7,14 @@ the server API all see the same thing. Tool results are capped before they enter
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+
+# typing_extensions' TypedDict, not typing's: on Python < 3.12 pydantic can build JSON schemas
+# only from the former, and LangGraph Studio's input form is built from those schemas.
+from typing_extensions import TypedDict
 
 Route = Literal["draft", "escalate"]
 Phase = Literal["investigate", "draft", "escalate"]

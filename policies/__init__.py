@@ -46,6 +46,9 @@ class CommunicationRules(_Frozen):
     forbidden_phrases: tuple[str, ...]
     draft_min_chars: int
     draft_max_chars: int
+    #: MediaVault's own contact addresses a reply may give (none today); every other
+    #: contact detail that is not the customer's own is refused.
+    mediavault_addresses: tuple[str, ...] = ()
 
 
 class AutoApprovalRules(_Frozen):

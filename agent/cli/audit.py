@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mediavault.agent.cli.cases import context_for, printable
+from mediavault.agent.cli.options import wide_console
 
 audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
 
@@ -81,9 +82,10 @@ def verify_command(
             "log": str(path), "ok": verdict.ok, "lines_checked": verdict.lines_checked,
             "first_broken_line": verdict.first_broken_line, "broken_line_text": broken_line,
             "problem": verdict.problem, "keyed": verdict.keyed,
+            "torn_tail": verdict.torn_tail, "recovered": list(verdict.recovered),
             "warnings": list(verdict.warnings)}, indent=2))
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        console = wide_console()
         console.print(Text(printable(verdict.summary), style="green" if verdict.ok else "bold red"))
         if broken_line is not None:
             console.print(Text(f"line {verdict.first_broken_line}: {printable(broken_line)}"))

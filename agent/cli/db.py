@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError, Context, parse_business_date
 from mediavault.tools.business_db.business_date import BusinessDateError, stamped_business_date
 from mediavault.tools.business_db.demo_database import (
@@ -121,6 +122,13 @@ def init_command(
         _fail("MEDIAVAULT_DB names a database server; provision it with "
               "`mediavault db init --postgres ADMIN_DSN`")  # fmt: skip
     target = path or context.db_path
+    if path is None:  # the demo database lives in the (private) state folder
+        from mediavault.agent.stores.state_files import prepare_home
+
+        try:
+            prepare_home(context)
+        except ConfigurationError as error:
+            _fail(str(error))
     if target.exists():
         if not force:
             _fail(f"{target} already exists; pass --force to replace it", code=1)
@@ -139,7 +147,7 @@ def init_command(
     except (OSError, ValueError) as error:
         _fail(f"cannot build {target}: {error}", code=1)
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"Built {summary.path}"))
     console.print(_counts_table(summary.row_counts))
     console.print(
@@ -212,7 +220,7 @@ def info_command(
             )
         )
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"database: {path} ({source})"))
     console.print(Text(f"business date: {business.isoformat()} ({date_source})"))
     console.print(_counts_table(counts))

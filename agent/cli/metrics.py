@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.options import wide_console
 from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def render_html_report(
 
 
 def _print_tables(metrics: PilotMetrics, eligibility: Sequence[AutoApprovalRow]) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(_window_text(metrics.since, metrics.until)))
     headline = Table(title="Pilot metrics", show_edge=False)
     headline.add_column("metric")

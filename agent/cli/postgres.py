@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediavault.agent.cli.options import wide_console
+
 #: Optional password for the agent's login role; never passed on the command line, where it
 #: would land in shell history and process listings.
 AGENT_PASSWORD_VARIABLE = "MEDIAVAULT_PG_AGENT_PASSWORD"
@@ -52,7 +54,7 @@ def init_postgres(
         )
     except PostgresProvisioningError as error:
         _fail(str(error), 1)
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     console.print(Text(f"Provisioned Postgres database {summary.database} from {summary.source}"))
     table = Table(show_edge=False)
     table.add_column("table")

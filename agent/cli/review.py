@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mediavault.agent.cli.cases import context_for, print_case_file, printable
-from mediavault.agent.cli.options import DbOption, HomeOption
+from mediavault.agent.cli.options import DbOption, HomeOption, wide_console
 from mediavault.graph.context import Context
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _report(decide: Callable[[], ReviewOutcome], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(outcome.model_dump(mode="json"), indent=2))
     else:
-        Console(highlight=False, soft_wrap=True).print(Text(printable(outcome.summary)))
+        wide_console().print(Text(printable(outcome.summary)))
 
 
 @review_app.command("list")
@@ -95,7 +95,7 @@ def list_command(as_json: JsonOption = False, home: HomeOption = None) -> None:
     if as_json:
         typer.echo(json.dumps([item.model_dump(mode="json") for item in pending], indent=2))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = wide_console()
     if not pending:
         console.print("No drafts wait for review.")
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import sys
 from pathlib import Path
@@ -127,6 +128,9 @@ def serve_command(
         )
     import uvicorn
 
+    from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
+
+    remove_abandoned_partial_replies(context.outbox_path)  # left by a killed console
     err_console.print(
         f"Review console for {context.home} at http://{host}:{port}/ "
         f"({len(names)} reviewer account(s)); Ctrl+C stops it.",
@@ -208,15 +212,25 @@ def remove_reviewer_command(
 
 
 @reviewers_app.command("list")
-def list_reviewers_command(home: HomeOption = None, users_file: UsersFileOption = None) -> None:
+def list_reviewers_command(
+    home: HomeOption = None,
+    users_file: UsersFileOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the accounts (name, created_at) as JSON.")
+    ] = False,
+) -> None:
     """List the reviewer accounts."""
-    from mediavault.agent.web.accounts import AccountError, reviewer_names
+    from mediavault.agent.web.accounts import AccountError, reviewer_list
 
     path = _users_file(home, users_file)
     try:
-        names = reviewer_names(path)
+        accounts = reviewer_list(path)
     except (AccountError, OSError) as problem:
         raise _fail(str(problem)) from None
+    if as_json:
+        typer.echo(json.dumps(accounts, indent=2))
+        return
+    names = [str(account["name"]) for account in accounts]
     for name in names:
         typer.echo(name)
     if not names:

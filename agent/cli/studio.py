@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -121,10 +123,67 @@ def studio_command(
     console.print(Text(f"Serving the Email Triage graph at {base} (Ctrl+C stops it)"))
     console.print(Text(f"Open LangGraph Studio: {STUDIO_URL.format(base=base)}"))
     try:
-        completed = subprocess.run(command, cwd=config.resolve().parent, env=environment,
-                                   check=False)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        code = serve_until_stopped(command, cwd=config.resolve().parent, env=environment)
     except OSError as problem:
         _fail(f"cannot start {langgraph}: {problem.strerror or problem}")
-    raise typer.Exit(completed.returncode)
+    raise typer.Exit(code)
+
+
+#: Seconds the server gets to stop after SIGTERM before its process group is killed.
+STOP_GRACE_SECONDS = 10.0
+
+
+def serve_until_stopped(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """Run the server until it exits or this process is told to stop (SIGTERM, SIGINT).
+
+    The server runs in a process group of its own, so stopping this process stops the server
+    and every process it started (``langgraph dev`` runs workers of its own), instead of
+    leaving them serving. Returns the server's exit status, or 0 when stopped by a signal.
+    """
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    stop_asked: list[float] = []
+
+    def stop(_signum: int, _frame: object) -> None:
+        # Only a signal here: waiting on the child belongs to the loop below.
+        if not stop_asked:
+            stop_asked.append(time.monotonic())
+        _signal_group(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS:
+                    _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        _stop_leftovers(process.pid)
+    return 0 if stop_asked else code
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to the process group; False when the group no longer exists."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_leftovers(group: int) -> None:
+    """Processes the server started and left behind in its group: SIGTERM, then SIGKILL."""
+    if not _signal_group(group, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        if not _signal_group(group, 0):  # signal 0: does the group still exist?
+            return
+        time.sleep(0.1)
+    _signal_group(group, signal.SIGKILL)

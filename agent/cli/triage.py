@@ -12,7 +12,9 @@ import json
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,21 +30,36 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from mediavault.agent.cli.options import AsOfOption, DbOption, HomeOption, ModelOption, ReviewOption
+from mediavault.agent.cli.options import (
+    AsOfOption,
+    DbOption,
+    HomeOption,
+    ModelOption,
+    ReviewOption,
+    section_rule,
+    wide_console,
+)
+from mediavault.agent.mail.sample_inbox import SAMPLE_INBOX, sample_inbox_business_date
 from mediavault.graph.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from mediavault.agent.api import TriageResult
     from mediavault.agent.mail.mailboxes import InboxItem, InboxProblem, ReadOptions
+    from mediavault.agent.ops.demonstration import DemoStory
 
-DEFAULT_INBOX = Path("examples/inbox.csv")
+#: The sample inbox ships inside the package, so the demo works from any folder.
+DEFAULT_INBOX = SAMPLE_INBOX
 #: Larger batches print the summary only; ``--json`` lists every outcome.
 MAX_OUTCOME_ROWS = 100
 #: Input flags worth a note on stderr: text was lost or replaced while reading.
 NOTED_FLAGS = ("non_utf8", "truncated")
 
-console = Console()
 err_console = Console(stderr=True)
+
+
+def _stdout() -> Console:
+    # Made per use: whether stdout is a terminal decides the width (see wide_console).
+    return wide_console()
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,14 +81,24 @@ def _context(home: Path | None, db: str | None, model: str | None, as_of: str | 
         raise _fail(str(problem)) from None
 
 
-def ensure_demo_database(context: Context) -> bool:
-    """Build the demo database when the configured one is the (missing) demo file."""
+def authserv_ids(values: list[str] | None) -> tuple[str, ...]:
+    """The trusted receiving servers from ``--authserv-id`` (repeated or comma-separated)."""
+    return tuple(name.strip() for value in values or () for name in value.split(",")
+                 if name.strip())
+
+
+def ensure_demo_database(context: Context, *, as_of: date | None = None) -> bool:
+    """Build the demo database when the configured one is the (missing) demo file.
+
+    It is built for ``context.today`` when set, else for ``as_of`` (else the calendar date).
+    """
     if context.db is not None or context.db_path.exists():
         return False
+    from mediavault.agent.stores.state_files import prepare_home
     from mediavault.tools.business_db.demo_database import build_demo_database
 
-    context.home.mkdir(parents=True, exist_ok=True)
-    build_demo_database(context.db_path, as_of=context.today)
+    prepare_home(context)
+    build_demo_database(context.db_path, as_of=context.today or as_of)
     return True
 
 
@@ -128,18 +155,20 @@ def _read(paths: list[Path], options: ReadOptions, tally: _Tally) -> list[Any]:
 
 
 def _note(label: str, text: str) -> None:
-    style = "yellow" if label == "skipped" else "cyan"
+    style = {"skipped": "yellow", "in progress": "magenta"}.get(label, "cyan")
     err_console.print(Text.assemble((label, style), " ", _printable(text)), soft_wrap=True,
                       highlight=False)
 
 
 def _check_services(context: Context) -> None:
     """Fail once, before any email is touched, when the model or database cannot work."""
+    from mediavault.agent.stores.state_files import check_state_paths
     from mediavault.agent.wiring import services_for
     from mediavault.tools.business_db.sessions import BusinessDatabaseError
 
     services = services_for(context)
     try:
+        check_state_paths(context)  # a FIFO or device would hang or flood the run
         services.chat_model  # noqa: B018 - building it is the check
         services.business_db  # noqa: B018
     except (ConfigurationError, BusinessDatabaseError) as problem:
@@ -155,8 +184,14 @@ def triage_inbox(
     processes: int = 1,
     read_options: ReadOptions | None = None,
     as_json: bool = False,
+    tally: _Tally | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    """Triage every email in the given inboxes, print the outcomes; returns the exit status."""
+    """Triage every email in the given inboxes, print the outcomes; returns the exit status.
+
+    ``tally``, when given, receives what was read and every result (the demo reads it);
+    ``report`` receives the ``--json`` document instead of stdout.
+    """
     from mediavault.agent.mail.mailboxes import ReadOptions
     from mediavault.agent.ops.batch import run_triage_batch
 
@@ -164,7 +199,7 @@ def triage_inbox(
     if missing:  # refused before anything is read or written
         raise _fail(f"no such file or folder: {', '.join(missing)}")
     _check_services(context)
-    tally = _Tally()
+    tally = tally if tally is not None else _Tally()
     emails = _read(paths, read_options or ReadOptions(), tally)
     started = time.perf_counter()
     progress = Progress(
@@ -172,14 +207,25 @@ def triage_inbox(
         TextColumn("{task.description}"), TimeElapsedColumn(),
         console=err_console, disable=not err_console.is_terminal, transient=True,
     )
-    task = progress.add_task(tally.progress_text(), total=len(emails))
+    # With --limit, at most that many new runs: the total grows only by recorded emails.
+    total = len(emails) if limit is None else min(len(emails), limit)
+    task = progress.add_task(tally.progress_text(), total=total)
 
     def on_result(result: TriageResult) -> None:
+        nonlocal total
         tally.add(result)
+        if limit is not None and result.already_recorded and total < len(emails):
+            total += 1
+            progress.update(task, total=total)
         if result.status == "failed" and not result.already_recorded:
             source = tally.items[result.email_id].source if result.email_id in tally.items else ""
             _note("failed", f"{source}: triage_failed: {result.error or 'no outcome'}")
         progress.update(task, advance=1, description=tally.progress_text())
+
+    def on_in_progress(email_id: str) -> None:
+        source = tally.items[email_id].source if email_id in tally.items else email_id
+        _note("in progress", f"{source}: another process is triaging this email; its outcome "
+                             "is reported when that run ends")
 
     try:
         with progress:
@@ -187,7 +233,8 @@ def triage_inbox(
             if emails:  # with nothing readable, not even the checkpoint file is created
                 tally.results = run_triage_batch(emails, context=context, limit=limit,
                                                  concurrency=concurrency, processes=processes,
-                                                 on_result=on_result)
+                                                 on_result=on_result,
+                                                 on_in_progress=on_in_progress)
     except KeyboardInterrupt:
         raise _fail(f"interrupted after {len(tally.results)} emails; run the same command "
                     "again to continue where it stopped", 130) from None
@@ -199,7 +246,11 @@ def triage_inbox(
     elapsed = time.perf_counter() - started
     not_reached = len(emails) - len(tally.results)
     if as_json:
-        typer.echo(json.dumps(_as_json(tally, elapsed, not_reached), indent=2))
+        document = _as_json(tally, elapsed, not_reached)
+        if report is not None:
+            report(document)
+        else:
+            typer.echo(json.dumps(document, indent=2))
     else:
         _print_outcomes(tally)
         _print_summary(tally, elapsed, not_reached)
@@ -255,7 +306,7 @@ def _print_outcomes(tally: _Tally) -> None:
     if not tally.results:
         return
     if len(tally.results) > MAX_OUTCOME_ROWS:
-        console.print(f"{len(tally.results)} outcomes (use --json to list every one)")
+        _stdout().print(f"{len(tally.results)} outcomes (use --json to list every one)")
         return
     table = Table(title="Triage outcomes")
     for column in ("email id", "subject", "route", "reason code", "gate denials", "status"):
@@ -267,7 +318,7 @@ def _print_outcomes(tally: _Tally) -> None:
         table.add_row(Text(_printable(result.email_id)), Text(_printable(subject)),
                       result.route or "-", result.reason_code or "-", str(result.gate_denials),
                       Text(_printable(_shown_status(result))))
-    console.print(table)
+    _stdout().print(table)
 
 
 def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
@@ -292,6 +343,7 @@ def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
     for kind in FAILURE_KINDS:
         if failures.get(kind):
             table.add_row(Text(f"failed: {kind}", style="red"), str(failures[kind]))
+    console = _stdout()
     console.print(table)
     summary = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(statuses.items()))
     if recorded:
@@ -304,21 +356,107 @@ def _print_summary(tally: _Tally, elapsed: float, not_reached: int) -> None:
 
 
 def demo_command(
-    inbox: Annotated[Path, typer.Option("--inbox", help="The sample inbox CSV.")] = DEFAULT_INBOX,
+    inbox: Annotated[
+        Path | None,
+        typer.Option("--inbox", help="An inbox CSV to use instead of the sample inbox that "
+                     "ships with the package."),
+    ] = None,
     home: HomeOption = None,
     model: ModelOption = None,
     as_of: AsOfOption = None,
     review: ReviewOption = None,
+    story: Annotated[
+        bool,
+        typer.Option("--trace/--no-trace",
+                     help="After the outcomes, show the first email's trace and the "
+                          "demonstration run."),
+    ] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the outcomes, both traces and the closing counts "
+                                    "as one JSON document."),
+    ] = False,
 ) -> None:
     """Build the demo database if missing, triage the sample inbox, print the outcomes.
 
-    The demo always uses the demo database in the home directory; ``--as-of`` sets the
-    business date it is built for (default today).
+    Then the trace of the inbox's first email (the legal threat), step by step, and the same
+    email once more with a demonstration model that tries to reply to it: the approval gate
+    refuses and the email goes to the legal team. The demo database is built for the sample
+    inbox's business date (the day after its emails arrived) unless ``--as-of`` says otherwise.
     """
     context = _context(home, None, model, as_of, review)
-    if ensure_demo_database(context):
-        console.print(f"Built the demo database at {context.db_path}")
-    raise typer.Exit(triage_inbox([inbox], context))
+    inbox_path = inbox or DEFAULT_INBOX
+    if not inbox_path.exists():
+        raise _fail(f"no such file: {inbox_path}")
+    inbox_date = sample_inbox_business_date(inbox_path)
+    if ensure_demo_database(context, as_of=inbox_date):
+        built = (f"Built the demo database at {context.db_path} "
+                 f"(business date {context.today or inbox_date})")
+        if as_json:
+            _note("note", built)
+        else:
+            _stdout().print(built)
+    else:
+        _note_date_mismatch(context, inbox_date)
+    tally = _Tally()
+    documents: list[dict[str, Any]] = []
+    status = triage_inbox([inbox_path], context, tally=tally, as_json=as_json,
+                          report=documents.append)
+    told = _story(context, tally) if story else None
+    if as_json:
+        document = documents[0] if documents else {}
+        if told is not None:
+            document.update(told.as_dict())
+        typer.echo(json.dumps(document, indent=2))
+    elif told is not None:
+        _tell_the_story(told)
+    raise typer.Exit(status)
+
+
+def _note_date_mismatch(context: Context, inbox_date: date | None) -> None:
+    """Warn when an existing demo database was built for another day than the inbox's."""
+    if inbox_date is None or context.today is not None or context.db is not None:
+        return
+    from mediavault.agent.wiring import services_for
+
+    try:
+        stamped = services_for(context).business_date()
+    except Exception:  # an unreadable database is reported by the triage itself
+        return
+    if stamped != inbox_date:
+        _note("note", f"the demo database's business date is {stamped}, but the inbox is "
+                      f"worked on {inbox_date}: dates in replies will not match the emails; "
+                      f"delete {context.db_path} to rebuild it")
+
+
+def _story(context: Context, tally: _Tally) -> DemoStory | None:
+    from mediavault.agent.ops.demonstration import tell_demo_story
+
+    first = tally.items.get(tally.results[0].email_id) if tally.results else None
+    return tell_demo_story(context, tally.results, first.email) if first else None
+
+
+def _tell_the_story(story: DemoStory) -> None:
+    """The first email's trace, the demonstration run's trace and the closing line."""
+    from mediavault.agent.cli.cases import print_case_trace
+    from mediavault.agent.models.demonstration_model import DEMONSTRATION_MODEL_LABEL
+
+    console = _stdout()
+    console.print()
+    section_rule(console, f"What the agent did with {story.trace.email_id}, step by step")
+    print_case_trace(story.trace, console)
+    console.print()
+    section_rule(console, "The same email with an overconfident model")
+    console.print(Text(
+        f"A {DEMONSTRATION_MODEL_LABEL}: it investigates like the rules model, then tries "
+        f"to reply itself. Recorded apart from the real outcomes, in "
+        f"{story.demonstration_home}.", style="italic"), soft_wrap=True)
+    if story.demonstration_trace is not None:
+        print_case_trace(story.demonstration_trace, console)
+    else:
+        _note("failed", f"the demonstration run: {story.demonstration_problem}")
+    console.print()
+    console.print(Text(story.closing, style="bold"), soft_wrap=True)
 
 
 def triage_command(
@@ -358,9 +496,10 @@ def triage_command(
     ] = True,
     authserv_id: Annotated[
         list[str] | None,
-        typer.Option("--authserv-id",
-                     help="Only trust Authentication-Results added by this receiving server "
-                          "(repeatable); default: the topmost header."),
+        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+                     help="Your receiving server's authserv-id: only its Authentication-Results "
+                          "headers are believed (repeatable; MEDIAVAULT_AUTHSERV_ID, "
+                          "comma-separated). Without one, raw-mail senders are unverified."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the outcomes and summary as JSON.")
@@ -373,6 +512,6 @@ def triage_command(
     if context.db is None and not context.db_path.exists():
         raise _fail(f"no business database at {context.db_path}; run `mediavault db init`")
     options = ReadOptions(trust_csv_senders=trust_csv_senders, require_dmarc=require_dmarc,
-                          authserv_ids=tuple(authserv_id or ()))
+                          authserv_ids=authserv_ids(authserv_id))
     raise typer.Exit(triage_inbox(paths, context, limit=limit, concurrency=concurrency,
                                   processes=processes, read_options=options, as_json=as_json))

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from mediavault.agent.cli.triage import authserv_ids
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
 
@@ -76,6 +77,12 @@ def worker_command(
     max_emails: Annotated[
         int | None, typer.Option("--max-emails", min=1, help="Stop after this many emails.")
     ] = None,
+    authserv_id: Annotated[
+        list[str] | None,
+        typer.Option("--authserv-id", envvar="MEDIAVAULT_AUTHSERV_ID",
+                     help="Your receiving server's authserv-id: only its Authentication-Results "
+                          "headers verify a raw-mail sender (repeatable; MEDIAVAULT_AUTHSERV_ID)."),
+    ] = None,
     worker_id: Annotated[
         str | None,
         typer.Option("--worker-id", help="Name in the queue table (default: host:pid:random)."),
@@ -99,7 +106,7 @@ def worker_command(
     unreadable = 0
     try:
         if inboxes:
-            emails, unreadable = _read(inboxes)
+            emails, unreadable = _read(inboxes, authserv_ids(authserv_id))
             added = queue.enqueue(emails)
             console.print(f"queued {added} new of {len(emails)} emails")
 
@@ -123,13 +130,18 @@ def worker_command(
     raise typer.Exit(1 if failed or unreadable else 0)
 
 
-def _read(paths: list[Path]) -> tuple[list[InboundEmail], int]:
-    from mediavault.agent.mail.mailboxes import InboxItem, InboxPathError, read_inboxes
+def _read(paths: list[Path], servers: tuple[str, ...]) -> tuple[list[InboundEmail], int]:
+    from mediavault.agent.mail.mailboxes import (
+        InboxItem,
+        InboxPathError,
+        ReadOptions,
+        read_inboxes,
+    )
 
     emails: list[InboundEmail] = []
     problems = 0
     try:
-        for item in read_inboxes(paths):
+        for item in read_inboxes(paths, ReadOptions(authserv_ids=servers)):
             if isinstance(item, InboxItem):
                 emails.append(item.email)
             else:

@@ -6,11 +6,12 @@ batch. Nothing here writes anywhere: a message that fails to read leaves no trac
 
 Sender verification. A CSV export comes from the help desk, which already knows who wrote in, so
 its senders are trusted unless the operator says otherwise. Raw mail proves nothing by its
-``From`` header: a sender counts as verified only when the receiving server's
-``Authentication-Results`` header reports ``dmarc=pass`` for the From domain. Only the topmost
-such header is read (the one the receiving server added last; anything below it may have come
-with the message), or, when the operator names the receiving servers (``authserv_ids``), the
-topmost header added by one of them. An unverified sender gets catalog answers only.
+``From`` header: a sender counts as verified only when the operator's own receiving server
+(named in ``authserv_ids``) reports ``dmarc=pass`` for the From domain in an
+``Authentication-Results`` header. Per RFC 8601 section 5, a header is believed only when its
+authserv-id is one the operator configured: anyone can write such a header into a message, and
+a receiving server that adds none leaves the sender's forgery on top. Without configured
+servers, raw-mail senders are unverified. An unverified sender gets catalog answers only.
 
 Text: ``text/plain`` is preferred, HTML is turned into text, attachments are listed by name in
 the email's ``input_flags`` (``attachment:<name>``) and never read.
@@ -22,6 +23,7 @@ import email.policy
 import hashlib
 import mailbox
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from mediavault.agent.mail.csv_inbox import InboxFormatError, read_inbox_csv
+from mediavault.agent.stores.state_files import describe_kind
 from mediavault.graph.inbound_email import MAX_BODY_CHARS, InboundEmail
 from mediavault.tools.email_fields import split_sender
 
@@ -110,7 +113,8 @@ class ReadOptions:
     ``trust_csv_senders``: CSV exports come from the help desk, which verified the sender.
     ``require_dmarc``: raw mail needs ``dmarc=pass``; off means every sender counts as verified
     (only for mail that a trusted gateway already filtered). ``authserv_ids``: the receiving
-    servers whose Authentication-Results headers count; empty means the topmost header.
+    servers whose Authentication-Results headers count; empty means none does, so every
+    raw-mail sender is unverified.
     """
 
     trust_csv_senders: bool = True
@@ -159,6 +163,11 @@ def read_inboxes(
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise InboxPathError(f"no such file or folder: {', '.join(missing)}")
+    # A FIFO would block the read forever and /dev/zero would fill the memory.
+    special = [f"{path} is {describe_kind(mode)}" for path in paths
+               if not _is_file_or_folder(mode := path.stat().st_mode)]
+    if special:
+        raise InboxPathError(f"not a regular file or folder: {'; '.join(special)}")
     seen: dict[str, str] = {}
     for path in paths:
         for item in read_inbox(path, options):
@@ -225,12 +234,29 @@ def _read_eml(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxPro
     yield _from_bytes(str(path), path.read_bytes(), options, fallback_time=_mtime(path))
 
 
+def _is_file_or_folder(mode: int) -> bool:
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why ``path`` must not be opened (a FIFO, a device, a socket), or None for a file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # gone or unreadable: the read itself reports it
+    return None if stat.S_ISREG(mode) else f"{describe_kind(mode)}, not a regular file"
+
+
 def _read_eml_folder(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxProblem]:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml")
+    files = sorted(p for p in path.iterdir()
+                   if p.suffix.lower() == ".eml" and not p.is_dir())
     if not files:
         yield InboxProblem(str(path), "bad_file",
                            "a folder with neither cur/ and new/ (Maildir) nor .eml files")
     for file in files:
+        if (refused := _not_regular(file)) is not None:
+            yield InboxProblem(str(file), "unreadable_file", refused)
+            continue
         try:
             yield _from_bytes(str(file), file.read_bytes(), options, fallback_time=_mtime(file))
         except OSError as error:
@@ -250,8 +276,14 @@ def _read_mbox(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxPr
 
 def _read_maildir(path: Path, options: ReadOptions) -> Iterator[InboxItem | InboxProblem]:
     box = mailbox.Maildir(path, factory=None, create=False)
+    refused = {entry.name.split(box.colon)[0]: reason
+               for sub in ("new", "cur") for entry in (path / sub).iterdir()
+               if (reason := _not_regular(entry)) is not None}
     for key in sorted(box.iterkeys()):
         source = f"{path}:{key}"
+        if key in refused:
+            yield InboxProblem(source, "unreadable_file", refused[key])
+            continue
         try:
             raw = box.get_bytes(key)
         except KeyError:  # delivered or moved by the mail server while we read
@@ -360,12 +392,20 @@ def _sender(message: EmailMessage) -> tuple[str, str]:
         raise MailReadError("missing_sender",
                             f"From {_shown(str(header))} does not name exactly one address")
     addr_spec = str(addresses[0].addr_spec)
+    if _has_raw_bytes(addr_spec):  # bytes that are not UTF-8 make no address anyone can answer
+        raise MailReadError("missing_sender",
+                            f"From {_shown(str(header))} has bytes that are not UTF-8 text")
     try:
         _, address = split_sender(addr_spec)
     except ValueError:
         raise MailReadError("missing_sender",
                             f"From {_shown(str(header))} is not an e-mail address") from None
     return _clean(str(addresses[0].display_name or "")), address
+
+
+def _has_raw_bytes(text: str) -> bool:
+    """Whether the parser left undecodable bytes in ``text`` (as lone surrogates)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _header_text(message: EmailMessage, name: str, flags: list[str]) -> str:
@@ -548,18 +588,18 @@ def parse_authentication_results(value: str) -> AuthenticationResults | None:
 def dmarc_passed(
     message: EmailMessage, sender: str, authserv_ids: Iterable[str] = ()
 ) -> bool:
-    """Whether the receiving server reported ``dmarc=pass`` for the sender's domain.
+    """Whether a trusted receiving server reported ``dmarc=pass`` for the sender's domain.
 
-    Only one header counts: the topmost one, or the topmost one added by a server in
-    ``authserv_ids``. A header further down may have been written by the sender; it is ignored
-    even when it says ``pass``. A ``header.from`` that names another domain does not count.
+    Only one header counts: the topmost one added by a server in ``authserv_ids`` (RFC 8601
+    section 5: headers from any other authserv-id may have been written by the sender). With no
+    trusted server nothing counts. A ``header.from`` that names another domain does not count.
     """
     trusted = {server.strip().lower() for server in authserv_ids if server.strip()}
+    if not trusted:
+        return False
     for value in message.get_all("authentication-results") or []:
         parsed = parse_authentication_results(str(value))
-        if parsed is None:
-            continue
-        if trusted and parsed.authserv_id not in trusted:
+        if parsed is None or parsed.authserv_id not in trusted:
             continue
         dmarc = parsed.dmarc()
         if dmarc is None:

@@ -17,12 +17,20 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
+from mediavault.agent.stores.state_files import private_dir
 from mediavault.tools.email_fields import split_sender
 
 DEFAULT_FROM_ADDRESS = "support@mediavault.example"
 _REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 _MAX_NAME_CHARS = 60
+#: A reply being written is ``.writing-<pid>-<random>.tmp`` until it is renamed into place.
+_PARTIAL_PREFIX = ".writing-"
+_PARTIAL_SUFFIX = ".tmp"
+_PARTIAL_PID = re.compile(r"^\.writing-(\d+)-")
+#: A partial file without a pid (older versions) is abandoned once it is this old: a write
+#: takes milliseconds.
+STALE_PARTIAL_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,10 @@ def write_outbox_message(
     if path.exists():
         return OutboxMessage(path=path, message_id=message_id)
 
-    outbox_dir.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=outbox_dir, prefix=".writing-", suffix=".tmp")
+    private_dir(outbox_dir, "outbox")  # replies quote customers' data: owner-only
+    # The writer's pid in the name lets a later start tell a crashed write from a live one.
+    descriptor, temporary = tempfile.mkstemp(
+        dir=outbox_dir, prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-", suffix=_PARTIAL_SUFFIX)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(message.as_bytes(policy=SMTP))
@@ -150,6 +160,46 @@ def write_outbox_message(
         Path(temporary).unlink(missing_ok=True)
         raise
     return OutboxMessage(path=path, message_id=message_id)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_abandoned_partial_replies(outbox_dir: Path) -> list[Path]:
+    """Delete the partial reply files a killed writer left behind; returns what was removed.
+
+    A reply is written to ``.writing-<pid>-*.tmp`` and renamed into place, so such a file whose
+    writer is gone (a SIGKILL, a power cut) is never going to become a reply. Files of live
+    writers, even in other processes on the same home, are left alone.
+    """
+    removed: list[Path] = []
+    try:
+        candidates = sorted(Path(outbox_dir).glob(f"{_PARTIAL_PREFIX}*{_PARTIAL_SUFFIX}"))
+    except OSError:
+        return removed
+    now = datetime.now(UTC).timestamp()
+    for path in candidates:
+        match = _PARTIAL_PID.match(path.name)
+        try:
+            if match is not None:
+                abandoned = not _alive(int(match.group(1)))
+            else:
+                abandoned = now - path.lstat().st_mtime > STALE_PARTIAL_SECONDS
+            if abandoned and not path.is_symlink() and path.is_file():
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
+    return removed
 
 
 @dataclass(frozen=True)

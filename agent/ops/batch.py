@@ -32,8 +32,12 @@ from mediavault.agent.api import (
     recorded_result,
     resolve_context,
 )
+from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
+from mediavault.agent.stores.run_locks import EmailInProgressElsewhere, aemail_run
+from mediavault.agent.wiring import services_for
 from mediavault.graph.context import ConfigurationError, Context
 from mediavault.graph.inbound_email import InboundEmail
+from mediavault.graph.nodes import thread_id_for
 
 #: The most emails one batch runs at once; beyond this SQLite writers only queue up.
 MAX_CONCURRENCY = 64
@@ -43,6 +47,8 @@ SPARE_THREADS = 4
 MAX_PROCESSES = 16
 
 ResultCallback = Callable[[TriageResult], None]
+#: Told the id of an email another process is triaging; its result comes when that run ends.
+InProgressCallback = Callable[[str], None]
 
 
 async def triage_batch(
@@ -53,6 +59,7 @@ async def triage_batch(
     concurrency: int = 4,
     limit: int | None = None,
     on_result: ResultCallback | None = None,
+    on_in_progress: InProgressCallback | None = None,
 ) -> list[TriageResult]:
     """Triage ``emails`` with up to ``concurrency`` runs in flight; results in input order.
 
@@ -60,6 +67,10 @@ async def triage_batch(
     comes back with ``already_recorded`` set and does not count against ``limit``, the most new
     runs to start; reading stops at the first email beyond it. An email id seen twice in the
     batch runs once. ``on_result`` is called on the event loop as each result is known.
+
+    An email another process is triaging right now (two commands on one home) is not run
+    twice: ``on_in_progress`` is told its id, the batch goes on, and the email's result is
+    the outcome that process records (or, if it dies, this batch finishes the run).
 
     Sync nodes run on the running loop's default executor, which bounds the overlap; the
     standard one has ``min(32, cpus + 4)`` threads. :func:`run_triage_batch` sizes it for you.
@@ -69,7 +80,9 @@ async def triage_batch(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     context = resolve_context(context, model)
+    _start_of_run(context)
     report = on_result or (lambda result: None)
+    announce = on_in_progress or (lambda email_id: None)
     entries: list[TriageResult | asyncio.Task[TriageResult]] = []
     async with async_compiled_graph(context) as graph:
         slots = asyncio.Semaphore(concurrency)
@@ -78,9 +91,18 @@ async def triage_batch(
 
         async def run(inbound: InboundEmail) -> TriageResult:
             try:
-                result = await atriage_on(graph, inbound, context)
-            finally:
-                slots.release()
+                try:
+                    result = await atriage_on(graph, inbound, context)
+                finally:
+                    slots.release()
+            except EmailInProgressElsewhere:
+                announce(inbound.email_id)
+                # Wait without a slot until the other run lets go, then take its outcome
+                # (or, if it died midway, continue its thread from the last checkpoint).
+                async with aemail_run(context, thread_id_for(inbound.email_id), wait=True):
+                    pass
+                async with slots:
+                    result = await atriage_on(graph, inbound, context, wait=True)
             report(result)
             return result
 
@@ -116,6 +138,12 @@ async def triage_batch(
     return [entry if isinstance(entry, TriageResult) else entry.result() for entry in entries]
 
 
+def _start_of_run(context: Context) -> None:
+    # What a killed or starved earlier run left behind must not stop this one.
+    services_for(context).audit.recover_torn_tail()  # a write a full disk tore
+    remove_abandoned_partial_replies(context.outbox_path)
+
+
 def run_triage_batch(
     emails: Iterable[InboundEmail | Mapping[str, Any]],
     *,
@@ -125,6 +153,7 @@ def run_triage_batch(
     limit: int | None = None,
     on_result: ResultCallback | None = None,
     processes: int = 1,
+    on_in_progress: InProgressCallback | None = None,
 ) -> list[TriageResult]:
     """:func:`triage_batch` from synchronous code, on a new event loop whose executor has a
     thread for every run in flight.
@@ -147,7 +176,8 @@ def run_triage_batch(
                                       thread_name_prefix="mediavault-triage")
         asyncio.get_running_loop().set_default_executor(executor)
         return await triage_batch(emails, context=context, model=model,
-                                  concurrency=concurrency, limit=limit, on_result=on_result)
+                                  concurrency=concurrency, limit=limit, on_result=on_result,
+                                  on_in_progress=on_in_progress)
 
     return asyncio.run(main())
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph.context import Context
 
 LOCK_FILE_NAME = "decisions.lock"
@@ -49,10 +50,10 @@ def one_decision_at_a_time(context: Context, thread_id: str) -> Iterator[None]:
             finally:
                 held.depth -= 1
             return
-        home.mkdir(parents=True, exist_ok=True)
+        prepare_home(context)  # owner-only, and no FIFO where a state file belongs
         # A slot per thread: decisions on different emails never wait for each other.
         slot = int(hashlib.sha256(thread_id.encode()).hexdigest()[:7], 16)
-        with open(home / LOCK_FILE_NAME, "a+b") as handle:
+        with open(private_file(home / LOCK_FILE_NAME), "a+b") as handle:
             fcntl.lockf(handle.fileno(), fcntl.LOCK_EX, 1, slot)
             held.depth = 1
             try:

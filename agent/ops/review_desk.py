@@ -22,6 +22,7 @@ state directory, across processes.
 from __future__ import annotations
 
 import getpass
+import json
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +32,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from mediavault.agent.api import NoPendingReview, ReviewDecision, TriageResult, resume
+from mediavault.agent.ops.case_trace import TraceStep, build_trace
 from mediavault.agent.ops.decision_lock import one_decision_at_a_time
-from mediavault.agent.stores.audit import AuditLogError, read_events
-from mediavault.agent.stores.case_store import REVIEW_REASON_CATEGORIES, CaseRecord, CaseStore
+from mediavault.agent.stores.audit import AuditEvent, AuditLogError, read_events
+from mediavault.agent.stores.case_store import (
+    REVIEW_REASON_CATEGORIES,
+    CaseRecord,
+    CaseStore,
+)
 from mediavault.graph.context import Context
 from mediavault.policies import policy_rules
 
@@ -112,13 +118,23 @@ class EmailView(_View):
 
 
 class EvidenceItem(_View):
-    """One investigation step: the query and its row count, or the policy sections read."""
+    """One investigation step: the query with the rows it returned, or the policy sections read.
+
+    ``sql`` is the whole statement as it ran and ``rows`` what the model read (the sender's
+    own data, up to the row cap), so a reviewer can check every fact in the draft against them.
+    """
 
     tool: str
     outcome: str | None = None
     sql: str | None = None
     row_count: int | None = None
     policy_section_ids: tuple[str, ...] = ()
+    tool_call_id: str | None = None
+    columns: tuple[str, ...] = ()
+    rows: tuple[dict[str, Any], ...] = ()
+    #: The rows stop at the row or size cap; more may exist (``truncation_note`` says which).
+    truncated: bool = False
+    truncation_note: str | None = None
 
 
 class PolicyCitation(_View):
@@ -149,6 +165,9 @@ class DraftView(_View):
     valid: bool
     problems: tuple[str, ...]
     policy_refs: tuple[str, ...]
+    created_at: datetime | None = None
+    #: The reviewers' decisions on this version while it was the latest (draft history only).
+    decisions: tuple[str, ...] = ()
 
 
 class ReviewView(_View):
@@ -199,6 +218,8 @@ class CaseFile(_View):
     gate_verdicts: tuple[GateVerdictView, ...]
     draft: DraftView | None
     draft_versions: int
+    #: Every version of the reply, oldest first (a rejected draft beside its revision).
+    draft_history: tuple[DraftView, ...] = ()
     #: Why the last edit (or escalation) was refused, while the review is still open.
     refused_problems: tuple[str, ...]
     reviews: tuple[ReviewView, ...]
@@ -207,6 +228,8 @@ class CaseFile(_View):
     audit_trail: tuple[AuditEntry, ...]
     #: Set when the audit log could not be read; the rest of the file is still shown.
     audit_problem: str | None = None
+    #: Every step of the run in order (``mediavault cases trace`` shows the same steps).
+    trace: tuple[TraceStep, ...] = ()
 
 
 class ReviewOutcome(_View):
@@ -252,15 +275,22 @@ def show_case(email_id: str, context: Context | None = None) -> CaseFile:
     context = context or Context()
     case = _case(context, email_id)
     state, interrupts = _checkpoint_state(context, case.thread_id)
-    audit_trail, audit_problem = _audit_trail(context, email_id)
+    events, audit_problem = _audit_events(context, email_id)
+    audit_trail = tuple(_audit_entry(event) for event in events)
     decision = state.get("decision") or {}
     awaiting = case.status == "awaiting_review" and bool(interrupts)
     allowed: tuple[str, ...] = ()
     if awaiting:
         configs = interrupts[0].get("review_configs") or [{}]
         allowed = tuple(configs[0].get("allowed_decisions") or ())
-    evidence = tuple(_evidence(item) for item in state.get("evidence") or [])
+    results = _tool_results(state)
+    evidence = tuple(_evidence(item, results) for item in state.get("evidence") or [])
     draft = _draft_view(case, state)
+    trace = build_trace(
+        email_id=case.email_id, subject=case.email.subject if case.email else None,
+        status=case.status, route=case.route, reason_code=case.reason_code, queue=case.queue,
+        customer_id=case.customer_id, ticket=case.ticket.ticket if case.ticket else None,
+        state=state, events=None if audit_problem else events, audit_problem=audit_problem)
     return CaseFile(
         email_id=case.email_id,
         thread_id=case.thread_id,
@@ -292,6 +322,7 @@ def show_case(email_id: str, context: Context | None = None) -> CaseFile:
         ),
         draft=draft,
         draft_versions=len(case.drafts),
+        draft_history=_draft_history(case),
         refused_problems=tuple(state.get("draft_problems") or ()) if awaiting else (),
         reviews=tuple(
             ReviewView(
@@ -308,6 +339,7 @@ def show_case(email_id: str, context: Context | None = None) -> CaseFile:
         outbox_path=case.outbox.path if case.outbox else None,
         audit_trail=audit_trail,
         audit_problem=audit_problem,
+        trace=trace.steps,
     )
 
 
@@ -316,12 +348,12 @@ def case_store_if_any(context: Context) -> CaseStore | None:
 
     Reading never creates a store: a mistyped ``--home`` must not leave an empty one behind.
     """
-    from mediavault.agent.stores.case_store_postgres import open_case_store
     from mediavault.agent.stores.checkpoints import uses_postgres_state
+    from mediavault.agent.wiring import open_private_case_store
 
     if not uses_postgres_state(context) and not context.cases_path.exists():
         return None
-    return open_case_store(context)
+    return open_private_case_store(context)
 
 
 def _case(context: Context, email_id: str) -> CaseRecord:
@@ -356,26 +388,24 @@ def _checkpoint_state(
     return values, interrupts
 
 
-def _audit_trail(
-    context: Context, email_id: str
-) -> tuple[tuple[AuditEntry, ...], str | None]:
+def _audit_events(context: Context, email_id: str) -> tuple[list[AuditEvent], str | None]:
     try:
-        events = read_events(context.audit_path, email_id=email_id)
+        return read_events(context.audit_path, email_id=email_id), None
     except AuditLogError as problem:
         # A damaged log must not hide the case from its reviewer; `audit verify` says more.
-        return (), str(problem)
-    return tuple(
-        AuditEntry(
-            at=event.timestamp,
-            action=event.action,
-            outcome=event.outcome,
-            actor=event.actor,
-            reason=event.reason,
-            tool_call_id=event.tool_call_id,
-            details=dict(event.details),
-        )
-        for event in events
-    ), None
+        return [], str(problem)
+
+
+def _audit_entry(event: AuditEvent) -> AuditEntry:
+    return AuditEntry(
+        at=event.timestamp,
+        action=event.action,
+        outcome=event.outcome,
+        actor=event.actor,
+        reason=event.reason,
+        tool_call_id=event.tool_call_id,
+        details=dict(event.details),
+    )
 
 
 def _email_view(case: CaseRecord) -> EmailView | None:
@@ -394,15 +424,71 @@ def _email_view(case: CaseRecord) -> EmailView | None:
     )
 
 
-def _evidence(item: dict[str, Any]) -> EvidenceItem:
+def _tool_results(state: dict[str, Any]) -> dict[str, str]:
+    """What each tool call returned to the model, by tool call id (from the checkpoint)."""
+    results: dict[str, str] = {}
+    for message in state.get("messages") or []:
+        call_id = getattr(message, "tool_call_id", None)
+        content = getattr(message, "content", None)
+        if call_id and isinstance(content, str):
+            results[str(call_id)] = content
+    return results
+
+
+def _query_result(text: str | None) -> dict[str, Any]:
+    """The rows a query returned, as the model read them (a JSON object), or nothing."""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) and isinstance(parsed.get("rows"), list) else {}
+
+
+def _evidence(item: dict[str, Any], results: dict[str, str]) -> EvidenceItem:
     row_count = item.get("row_count")
+    call_id = item.get("tool_call_id")
+    result = _query_result(results.get(str(call_id))) if item.get("sql") else {}
+    rows = tuple(row for row in result.get("rows") or [] if isinstance(row, dict))
     return EvidenceItem(
         tool=str(item.get("tool", "")),
         outcome=item.get("outcome"),
-        sql=item.get("sql"),
+        # The checkpoint's evidence keeps a shortened statement; the result has all of it.
+        sql=str(result.get("sql") or item.get("sql")) if item.get("sql") else None,
         row_count=int(row_count) if row_count is not None else None,
         policy_section_ids=tuple(item.get("policy_section_ids") or ()),
+        tool_call_id=str(call_id) if call_id else None,
+        columns=tuple(str(c) for c in result.get("columns") or ()),
+        rows=rows,
+        truncated=bool(result.get("truncated")),
+        truncation_note=result.get("truncation_note"),
     )
+
+
+def _draft_history(case: CaseRecord) -> tuple[DraftView, ...]:
+    """Every version, each with the decisions taken while it was the latest one."""
+    drafts = sorted(case.drafts, key=lambda d: d.version)
+    history = []
+    for index, record in enumerate(drafts):
+        until = drafts[index + 1].created_at if index + 1 < len(drafts) else None
+        decisions = tuple(_decision_text(r) for r in case.reviews
+                          if r.created_at >= record.created_at
+                          and (until is None or r.created_at < until))
+        history.append(DraftView(
+            version=record.version, source=record.source, to=None, subject=None,
+            text=record.text, valid=record.valid, problems=record.validation_problems,
+            policy_refs=record.policy_refs, created_at=record.created_at, decisions=decisions))
+    return tuple(history)
+
+
+def _decision_text(review: Any) -> str:
+    text = f"{review.decision} by {review.reviewer}"
+    if review.reason_category:
+        text += f" ({review.reason_category})"
+    if review.message:
+        text += f": {' '.join(str(review.message).split())}"
+    return text
 
 
 def _draft_view(case: CaseRecord, state: dict[str, Any]) -> DraftView | None:
@@ -495,6 +581,9 @@ def _waiting_case(context: Context, email_id: str) -> CaseRecord:
         return case
     if case.status == "open":
         raise NoReviewWaiting(f"{email_id} is still being triaged; no draft waits for review")
+    if case.status == "failed":  # nobody decided it: its triage broke
+        raise NoReviewWaiting(f"{email_id} failed, so no draft waits for review: "
+                              f"{case.status_reason or 'no reason recorded'}")
     who = ""
     if case.reviews:
         last = case.reviews[-1]

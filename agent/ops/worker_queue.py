@@ -336,7 +336,11 @@ def run_worker(
     ``on_result(email_id, status)`` is called after each email (for progress output).
     """
     from mediavault.agent.api import triage_email
+    from mediavault.agent.mail.outbox import remove_abandoned_partial_replies
+    from mediavault.agent.wiring import services_for
 
+    remove_abandoned_partial_replies(context.outbox_path)  # left by a killed worker
+    services_for(context).audit.recover_torn_tail()  # a write a full disk tore
     worker = worker_id or default_worker_id()
     report = WorkerReport(worker_id=worker)
     while max_emails is None or len(report.processed) + len(report.given_up) < max_emails:

@@ -32,14 +32,20 @@ Unicode line separator) in a subject can never split or forge a line.
 
 Appends from several threads and processes are serialised with ``fcntl.flock`` on
 ``<log>.lock`` (a local file system is required; ``flock`` is unreliable on some NFS mounts).
-When the log cannot be extended safely (a damaged last line, a keyed head that records more
-lines than the file holds, a key mismatch) :meth:`AuditLog.append` raises
-:class:`AuditLogError` rather than writing past the evidence: an operator runs the verifier
-and moves the log *and* its ``.head`` file aside to start a new one.
+A last line torn by an interrupted append (a full disk, a crash mid-write) is not evidence of
+anything: the next writer moves its bytes aside to ``<log>.torn-<offset>``, cuts the log back
+to its last complete line and chains an ``audit.recovered`` event recording the move (see
+:meth:`AuditLog.recover_torn_tail`); the verifier reports such recoveries apart from tampering.
+When the log cannot be extended safely (a damaged line, a keyed head that records more lines
+than the file holds, including a last line cut after the head counted it, a key mismatch)
+:meth:`AuditLog.append` raises :class:`AuditLogError` rather than writing past the evidence:
+an operator runs the verifier and moves the log *and* its ``.head`` file aside to start a new
+one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -100,6 +106,10 @@ class AuditAction(StrEnum):
     HUMAN_DECISION = "review.decision"
     #: route, reason_code
     CASE_OUTCOME = "case.outcome"
+
+
+#: The event chained on when a torn last line was moved aside (see ``recover_torn_tail``).
+RECOVERY_ACTION = "audit.recovered"
 
 
 class AuditLogError(RuntimeError):
@@ -302,13 +312,20 @@ class AuditVerification:
     problem: str | None
     keyed: bool
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: Interrupted writes that were recovered (the torn bytes moved aside, see
+    #: ``AuditLog.recover_torn_tail``): the chain holds, and this is not tampering.
+    recovered: tuple[str, ...] = field(default_factory=tuple)
+    #: The last line is torn and not yet recovered (an interrupted write, or a truncation).
+    torn_tail: bool = False
 
     @property
     def summary(self) -> str:
         """One line for people: what was checked and whether it holds."""
         mode = "HMAC-SHA256" if self.keyed else "SHA-256, no key"
         if self.ok:
-            return f"audit log OK: {self.lines_checked} lines, chain intact ({mode})"
+            tears = (f"; {len(self.recovered)} interrupted write(s) recovered, not tampering: "
+                     + "; ".join(self.recovered)) if self.recovered else ""
+            return f"audit log OK: {self.lines_checked} lines, chain intact ({mode}){tears}"
         where = f" at line {self.first_broken_line}" if self.first_broken_line else ""
         return f"audit log BROKEN{where}: {self.problem}"
 
@@ -533,40 +550,62 @@ class AuditLog:
         checked = [self._recheck(event) for event in events]
         if not checked:
             return []
-        written: list[AuditEvent] = []
         with self._thread_lock, _flock(_lock_path(self._ensure_dir()), fcntl.LOCK_EX, create=True):
-            self._sync_from_file()
+            recovered = self._sync_from_file()
             self._check_head()
-            lines: list[bytes] = []
-            count, last_hash, new_ids = self._count, self._last_hash, set[str]()
-            for event in checked:
-                if event["event_id"] in self._event_ids or event["event_id"] in new_ids:
-                    continue
-                record: dict[str, object] = {
-                    "@timestamp": event["timestamp"],
-                    "event": {"id": event["event_id"], "action": event["action"],
-                              "outcome": event["outcome"], "sequence": count + 1},
-                    "reason": event["reason"], "thread_id": event["thread_id"],
-                    "email_id": event["email_id"], "tool_call_id": event["tool_call_id"],
-                    "actor": event["actor"], "details": event["details"],
-                    "prev_hash": last_hash,
-                }
-                record["hash"] = _chain_hash(record, self._key)
-                written.append(AuditEvent.from_record(record))
-                lines.append(_canonical(record) + b"\n")
-                count += 1
-                last_hash = str(record["hash"])
-                new_ids.add(event["event_id"])
-            if not lines:
-                return []
-            data = b"".join(lines)
-            self._write_lines(data)
-            # Only now, with the lines on disk, does this instance move its view forward.
-            self._offset += len(data)
-            self._count, self._last_hash = count, last_hash
-            self._event_ids |= new_ids
-            if self._key is not None:
-                self._write_head(self._key)
+            return self._append_locked([*recovered, *checked])
+
+    def recover_torn_tail(self) -> AuditEvent | None:
+        """Repair a log whose last line an interrupted write (a full disk, a crash) left torn.
+
+        The torn bytes are moved aside to ``<log>.torn-<offset>`` (owner-only), the log is cut
+        back to its last complete line and an ``audit.recovered`` event recording the move is
+        chained on, so nothing is lost and the chain holds again. Appends do this by themselves;
+        call it on start to have it done before any run. A tear the keyed head says was
+        already recorded is tampering, not an interrupted append: that raises
+        :class:`AuditLogError` and changes nothing. Returns the recovery event, if any.
+        """
+        if not self.path.exists():
+            return None
+        with self._thread_lock, _flock(_lock_path(self._ensure_dir()), fcntl.LOCK_EX, create=True):
+            recovered = self._sync_from_file() or self._unrecorded_tears()
+            self._check_head()
+            written = self._append_locked(recovered) if recovered else []
+        return written[0] if written else None
+
+    def _append_locked(self, checked: list[PendingAuditEvent]) -> list[AuditEvent]:
+        """Chain and write ``checked`` (both locks are held by the caller)."""
+        written: list[AuditEvent] = []
+        lines: list[bytes] = []
+        count, last_hash, new_ids = self._count, self._last_hash, set[str]()
+        for event in checked:
+            if event["event_id"] in self._event_ids or event["event_id"] in new_ids:
+                continue
+            record: dict[str, object] = {
+                "@timestamp": event["timestamp"],
+                "event": {"id": event["event_id"], "action": event["action"],
+                          "outcome": event["outcome"], "sequence": count + 1},
+                "reason": event["reason"], "thread_id": event["thread_id"],
+                "email_id": event["email_id"], "tool_call_id": event["tool_call_id"],
+                "actor": event["actor"], "details": event["details"],
+                "prev_hash": last_hash,
+            }
+            record["hash"] = _chain_hash(record, self._key)
+            written.append(AuditEvent.from_record(record))
+            lines.append(_canonical(record) + b"\n")
+            count += 1
+            last_hash = str(record["hash"])
+            new_ids.add(event["event_id"])
+        if not lines:
+            return []
+        data = b"".join(lines)
+        self._write_lines(data)
+        # Only now, with the lines on disk, does this instance move its view forward.
+        self._offset += len(data)
+        self._count, self._last_hash = count, last_hash
+        self._event_ids |= new_ids
+        if self._key is not None:
+            self._write_head(self._key)
         return written
 
     def _recheck(self, event: Mapping[str, object]) -> PendingAuditEvent:
@@ -609,13 +648,16 @@ class AuditLog:
         self._last_hash = GENESIS_HASH
         self._event_ids = set()
 
-    def _sync_from_file(self) -> None:
-        """Read what other writers appended since this instance last looked."""
+    def _sync_from_file(self) -> list[PendingAuditEvent]:
+        """Read what other writers appended since this instance last looked.
+
+        Returns the recovery event to chain on when a torn last line was moved aside.
+        """
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
             self._reset()
-            return
+            return []
         with handle:
             st = os.fstat(handle.fileno())
             file_id = (st.st_dev, st.st_ino)
@@ -626,12 +668,11 @@ class AuditLog:
             handle.seek(self._offset)
             data = handle.read()
         if not data:
-            return
+            return []
+        torn = b""
         if not data.endswith(b"\n"):
-            raise AuditLogError(
-                f"{self.path} ends with an incomplete line (an interrupted write or a "
-                "truncation); run the audit verifier and move the log aside"
-            )
+            cut = data.rfind(b"\n") + 1
+            data, torn = data[:cut], data[cut:]
         for raw in _split_lines(data):
             line_no = self._count + 1
             try:
@@ -652,11 +693,67 @@ class AuditLog:
             self._count = line_no
         self._offset += len(data)
         expected_prefix = _PLAIN_PREFIX if self._key is None else _KEYED_PREFIX
-        if not self._last_hash.startswith(expected_prefix):
+        if self._count and not self._last_hash.startswith(expected_prefix):
             raise AuditLogError(
                 f"{self.path} was written {'with' if self._key is None else 'without'} an audit "
                 f"key; set {AUDIT_KEY_ENV} the same way or start a new log"
             )
+        return [self._set_torn_tail_aside(torn)] if torn else []
+
+    def _set_torn_tail_aside(self, torn: bytes) -> PendingAuditEvent:
+        """Move a torn last line out of the log (see :meth:`recover_torn_tail`)."""
+        if self._key is not None:
+            head = None
+            with contextlib.suppress(ValueError):  # an altered head is reported by _check_head
+                head = _read_head(self.head_path, self._key)
+            if head is not None and head.lines > self._count:
+                raise AuditLogError(
+                    f"{self.path} line {self._count + 1} was cut short after it was recorded "
+                    "(the head counts it): not an interrupted write; run the audit verifier"
+                )
+        aside = self.path.with_name(f"{self.path.name}.torn-{self._offset}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(torn)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, self._offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self._recovery_event(torn, self._offset, aside, line=self._count + 1)
+
+    def _recovery_event(
+        self, torn: bytes, offset: int, aside: Path, *, line: int | None
+    ) -> PendingAuditEvent:
+        digest_hex = hashlib.sha256(torn).hexdigest()
+        return self.prepare(
+            RECOVERY_ACTION, outcome="success", actor="system",
+            reason="the last line was torn by an interrupted write (a full disk, a crash); "
+                   "its bytes were moved aside and the log continues",
+            details={"torn_line": line, "torn_bytes": len(torn), "torn_sha256": digest_hex,
+                     "kept_in": aside.name},
+            event_id=f"audit-recovered:{offset}:{digest_hex[:16]}",
+        )
+
+    def _unrecorded_tears(self) -> list[PendingAuditEvent]:
+        """Recovery events for torn lines moved aside whose event never made it to the log
+        (the disk was still full when it was written)."""
+        events = []
+        for aside in sorted(self.path.parent.glob(f"{self.path.name}.torn-*")):
+            offset = aside.name.rpartition("-")[2]
+            if not offset.isdigit() or not aside.is_file():
+                continue
+            torn = aside.read_bytes()
+            event = self._recovery_event(torn, int(offset), aside, line=None)
+            if event["event_id"] not in self._event_ids:
+                events.append(event)
+        return events
 
     def _check_head(self) -> None:
         # Appending after a truncation would rewrite the head and erase the evidence.
@@ -798,16 +895,24 @@ def verify_audit_log(path: Path, *, key: bytes | None = None) -> AuditVerificati
     hashes: list[str] = []
     prev_hash = GENESIS_HASH
     keyed_log_without_key = False
+    recovered: list[str] = []
     for line_no, raw in enumerate(lines, start=1):
         if line_no == len(lines) and not data.endswith(b"\n"):
-            return broken(
-                f"line {line_no} is incomplete (an interrupted write or a truncation)",
-                line_no,
-                line_no,
-            )
+            if head is not None and head.lines >= line_no:
+                return broken(f"line {line_no} was cut short after it was recorded (the head "
+                              "counts it): lines were truncated", line_no, line_no)
+            return AuditVerification(
+                False, line_no, line_no,
+                f"line {line_no} is torn: an interrupted write (a full disk, a crash) left it "
+                "incomplete. The lines before it hold; the next run moves its bytes aside and "
+                "records the recovery (without a key a truncation looks the same)",
+                keyed, tuple(warnings), torn_tail=True)
         problem, line_hash = _check_line(raw, line_no, prev_hash, key)
         if problem is not None:
             return broken(problem, line_no, line_no)
+        note = _recovery_note(raw, path, line_no)
+        if note is not None:
+            recovered.append(note)
         keyed_log_without_key |= not keyed and line_hash.startswith(_KEYED_PREFIX)
         hashes.append(line_hash)
         prev_hash = line_hash
@@ -847,7 +952,28 @@ def verify_audit_log(path: Path, *, key: bytes | None = None) -> AuditVerificati
             None,
             count,
         )
-    return AuditVerification(True, count, None, None, keyed, tuple(warnings))
+    return AuditVerification(True, count, None, None, keyed, tuple(warnings), tuple(recovered))
+
+
+def _recovery_note(raw: bytes, path: Path, line_no: int) -> str | None:
+    """What a recovery line says, checked against the bytes it kept aside; None otherwise."""
+    if b'"audit.recovered"' not in raw:
+        return None
+    event = AuditEvent.from_record(_decode_line(raw))
+    if event.action != RECOVERY_ACTION or event.actor != "system":
+        return None
+    kept = str(event.details.get("kept_in") or "")
+    size = event.details.get("torn_bytes")
+    note = f"line {line_no}: {size} torn bytes moved to {kept}"
+    try:
+        torn = (path.parent / kept).read_bytes() if kept and "/" not in kept else None
+    except OSError:
+        torn = None
+    if torn is None:
+        return note + " (that file is missing)"
+    if hashlib.sha256(torn).hexdigest() != event.details.get("torn_sha256"):
+        return note + " (that file no longer matches the recorded digest)"
+    return note
 
 
 def read_events(

@@ -128,6 +128,9 @@ class DraftRecord(_Record):
     validation_problems: tuple[str, ...]
     policy_refs: tuple[str, ...]
     created_at: datetime
+    #: Where each fact of the draft came from: ``{fact, kind, source, reference}`` (a query
+    #: row, a policy section, the customer's message); empty for reviewers' edits.
+    provenance: tuple[dict[str, str], ...] = ()
 
 
 class TicketRecord(_Record):
@@ -249,7 +252,11 @@ def _m001_initial_schema(db: CaseSql) -> None:
 
 #: Schema migrations in order; version N is ``MIGRATIONS[N - 1]``. Append, never edit. Each
 #: runs on SQLite and on Postgres alike, so keep to the SQL both understand.
-MIGRATIONS: list[Callable[[CaseSql], None]] = [_m001_initial_schema]
+def _m002_draft_provenance(db: CaseSql) -> None:
+    db.execute("ALTER TABLE drafts ADD COLUMN provenance TEXT")
+
+
+MIGRATIONS: list[Callable[[CaseSql], None]] = [_m001_initial_schema, _m002_draft_provenance]
 
 
 class CaseDialect(Protocol):
@@ -518,6 +525,7 @@ class CaseStore:
         valid: bool,
         problems: Sequence[str],
         policy_refs: Sequence[str],
+        provenance: Sequence[Mapping[str, str]] = (),
     ) -> int:
         """Store a draft as the next version and return its version number.
 
@@ -545,6 +553,7 @@ class CaseStore:
                 "valid": int(valid),
                 "validation_problems": _json_list(problems),
                 "policy_refs": _json_list(policy_refs),
+                "provenance": json.dumps([dict(fact) for fact in provenance]),
                 "created_at": to_utc_text(self._now()),
             }
             db.execute(*_insert("drafts", row))
@@ -958,6 +967,7 @@ def _draft(row: Mapping[str, Any]) -> DraftRecord:
         validation_problems=_strings(row["validation_problems"]),
         policy_refs=_strings(row["policy_refs"]),
         created_at=datetime.fromisoformat(row["created_at"]),
+        provenance=tuple(json.loads(row.get("provenance") or "[]")),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from mediavault.agent.stores.state_files import prepare_home, private_file
 from mediavault.graph.context import ConfigurationError, Context
 
 #: How long a SQLite checkpoint writer waits for another process's write.
@@ -113,7 +114,8 @@ def _sqlite_saver(context: Context) -> SqliteSaver:
             return entry.saver
     if entry is not None and entry.pid == os.getpid():
         entry.saver.conn.close()
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
+    private_file(path)  # created 0600 here: SQLite would use the umask (world-readable)
     connection = sqlite3.connect(str(path), check_same_thread=False,
                                  timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
     connection.execute("PRAGMA journal_mode=WAL")
@@ -151,7 +153,8 @@ async def open_async_checkpointer(context: Context) -> AsyncIterator[BaseCheckpo
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    context.home.mkdir(parents=True, exist_ok=True)
+    prepare_home(context)
+    private_file(context.checkpoint_path)
     async with aiosqlite.connect(
         str(context.checkpoint_path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
     ) as connection:

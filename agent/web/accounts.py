@@ -116,6 +116,13 @@ def reviewer_names(path: Path) -> list[str]:
     return sorted(_read(path))
 
 
+def reviewer_list(path: Path) -> list[dict[str, str | None]]:
+    """The reviewers who can sign in, sorted, with when each account was created (no hashes)."""
+    accounts = _read(path)
+    return [{"name": name, "created_at": accounts[name].get("created_at")}
+            for name in sorted(accounts)]
+
+
 @dataclass
 class _Snapshot:
     stamp: tuple[int, int] | None
@@ -150,6 +157,14 @@ class ReviewerAccounts:
     def exists(self, name: str) -> bool:
         """Whether ``name`` still has an account."""
         return name in self._accounts()
+
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the reviewer's current password, None when the account is gone:
+        sessions opened under another password have ended."""
+        from mediavault.agent.web.sessions import credential_stamp
+
+        entry = self._accounts().get(name)
+        return credential_stamp(entry["password_hash"]) if entry else None
 
     def verify(self, name: str, password: str) -> bool:
         """Whether the password is right for this reviewer (slow on purpose: argon2id)."""

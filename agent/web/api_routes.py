@@ -86,7 +86,7 @@ def list_reviews(
 
 
 @router.get(
-    "/cases/{email_id}",
+    "/cases/{email_id:path}",
     response_model=CaseDetail,
     responses={404: {"description": "No such case."}},
 )
@@ -120,7 +120,7 @@ def _json(email_id: str, outcome: DecisionOutcome) -> JSONResponse:
 
 
 @router.post(
-    "/cases/{email_id}/approve", response_model=DecisionResponse, responses=_DECISION_ERRORS
+    "/cases/{email_id:path}/approve", response_model=DecisionResponse, responses=_DECISION_ERRORS
 )
 def approve(
     request: Request, email_id: str, body: ApproveBody, reviewer: ApiDecider
@@ -129,7 +129,9 @@ def approve(
     return _respond(request, email_id, body.review_token, Decision("approve", reviewer.name))
 
 
-@router.post("/cases/{email_id}/edit", response_model=DecisionResponse, responses=_DECISION_ERRORS)
+@router.post(
+    "/cases/{email_id:path}/edit", response_model=DecisionResponse, responses=_DECISION_ERRORS
+)
 def edit(request: Request, email_id: str, body: EditBody, reviewer: ApiDecider) -> JSONResponse:
     """Replace the draft's text and approve it, if it passes validation and DLP."""
     return _respond(
@@ -141,7 +143,7 @@ def edit(request: Request, email_id: str, body: EditBody, reviewer: ApiDecider) 
 
 
 @router.post(
-    "/cases/{email_id}/reject", response_model=DecisionResponse, responses=_DECISION_ERRORS
+    "/cases/{email_id:path}/reject", response_model=DecisionResponse, responses=_DECISION_ERRORS
 )
 def reject(request: Request, email_id: str, body: RejectBody, reviewer: ApiDecider) -> JSONResponse:
     """Reject the draft with a reason category and a message."""
@@ -156,7 +158,7 @@ def reject(request: Request, email_id: str, body: RejectBody, reviewer: ApiDecid
 
 
 @router.post(
-    "/cases/{email_id}/escalate", response_model=DecisionResponse, responses=_DECISION_ERRORS
+    "/cases/{email_id:path}/escalate", response_model=DecisionResponse, responses=_DECISION_ERRORS
 )
 def escalate(
     request: Request, email_id: str, body: EscalateBody, reviewer: ApiDecider

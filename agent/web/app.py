@@ -14,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mediavault.agent.web import api_routes, pages
 from mediavault.agent.web.accounts import ReviewerAccounts
@@ -150,6 +152,39 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def served_over_https(scope: Scope, settings: ConsoleSettings) -> bool:
+    """Whether the browser reached the console over HTTPS: TLS on this server, or a trusted
+    proxy saying so (``X-Forwarded-Proto``, or ``Forwarded: proto=``; believed only from the
+    proxy addresses, like the user header)."""
+    if scope.get("scheme") == "https":
+        return True
+    client = scope.get("client")
+    if not client or client[0] not in settings.trusted_proxies:
+        return False
+    headers = Headers(scope=scope)
+    forwarded_proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    forwarded = headers.get("forwarded", "").split(",")[0].lower()
+    return forwarded_proto == "https" or "proto=https" in forwarded.replace(" ", "")
+
+
+class ConsoleSessionMiddleware:
+    """Starlette's signed-cookie sessions, with the cookie marked ``Secure`` whenever the
+    request came over HTTPS (or ``MEDIAVAULT_WEB_SECURE_COOKIES`` says always)."""
+
+    def __init__(self, app: ASGIApp, *, settings: ConsoleSettings) -> None:
+        self._settings = settings
+        options = {"secret_key": settings.secret_key, "session_cookie": SESSION_COOKIE,
+                   "max_age": settings.session_max_age_seconds, "same_site": "lax"}
+        self._secure = SessionMiddleware(app, https_only=True, **options)  # type: ignore[arg-type]
+        self._configured = SessionMiddleware(
+            app, https_only=settings.secure_cookies, **options)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        secure = scope["type"] in ("http", "websocket") and served_over_https(
+            scope, self._settings)
+        await (self._secure if secure else self._configured)(scope, receive, send)
+
+
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     """The review console app for ``settings`` (from the environment when not given)."""
     settings = settings or ConsoleSettings.from_env()
@@ -173,14 +208,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_error_handlers(app)
     # Added innermost first: the host check runs before anything else.
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=settings.secret_key,
-        session_cookie=SESSION_COOKIE,
-        max_age=settings.session_max_age_seconds,
-        same_site="lax",
-        https_only=settings.secure_cookies,
-    )
+    app.add_middleware(ConsoleSessionMiddleware, settings=settings)
     app.add_middleware(BaseHTTPMiddleware, dispatch=_security_headers)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     return app

@@ -32,6 +32,7 @@ from mediavault.agent.wiring import services_for
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _REVIEWER = "reviewer"
+_SESSION_ID = "sid"
 _CSRF = "csrf"
 _FLASH = "flash"
 
@@ -80,13 +81,20 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 def sign_in(request: Request, name: str) -> None:
-    """Start a fresh session for ``name`` (a new CSRF token; nothing from before is kept)."""
+    """Start a fresh session for ``name`` (a new CSRF token; nothing from before is kept),
+    recorded on the server so that signing out or a new password can end it there."""
+    state = console(request)
+    state.sessions.end(request.session.get(_SESSION_ID))
     request.session.clear()
+    stamp = state.accounts.stamp(name) or ""
+    request.session[_SESSION_ID] = state.sessions.start(name, stamp)
     request.session[_REVIEWER] = name
     request.session[_CSRF] = secrets.token_urlsafe(32)
 
 
 def sign_out(request: Request) -> None:
+    """End the session on the server too: a copy of the cookie no longer signs anyone in."""
+    console(request).sessions.end(request.session.get(_SESSION_ID))
     request.session.clear()
 
 
@@ -119,8 +127,11 @@ def _session_reviewer(request: Request) -> Reviewer | None:
     name = request.session.get(_REVIEWER)
     if not isinstance(name, str):
         return None
-    # A reviewer removed from the accounts file is out on the next request.
-    if not console(request).accounts.exists(name):
+    # A session the server no longer knows (signed out, expired), whose reviewer was removed
+    # from the accounts file or has a new password since, is out on this request.
+    state = console(request)
+    if not state.sessions.check(request.session.get(_SESSION_ID), name,
+                                state.accounts.stamp(name)):
         request.session.clear()
         return None
     return Reviewer(name=name, via="session")
@@ -140,13 +151,30 @@ def _basic_reviewer(request: Request) -> Reviewer | None:
         return None
     state = console(request)
     now = state.now()
-    if state.throttle.locked(name, now):
+    client = client_address(request)
+    if state.throttle.locked(name, now, client):
         return None
     if state.accounts.verify(name, password):
         state.throttle.succeeded(name)
         return Reviewer(name=name, via="basic")
-    state.throttle.failed(name, now)
+    state.throttle.failed(name, now, client)
     return None
+
+
+def client_address(request: Request) -> str | None:
+    """The address of the client behind the request, for the sign-in throttles.
+
+    From a trusted proxy it is the last ``X-Forwarded-For`` entry (the address that proxy
+    saw; entries before it are the client's own say-so); from anyone else, the peer address.
+    """
+    if request.client is None:
+        return None
+    peer = request.client.host
+    if peer in console(request).settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return peer
 
 
 def signed_in(request: Request) -> Reviewer | None:

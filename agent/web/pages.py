@@ -20,6 +20,7 @@ from mediavault.agent.web.auth import (
     Reviewer,
     audit_sign_in,
     check_csrf,
+    client_address,
     csrf_token,
     flash,
     page_reviewer,
@@ -78,6 +79,13 @@ def login_page(request: Request, next: str | None = None) -> Response:
     return render(request, None, "login.html", next=safe_next(next), error=None, username="")
 
 
+_THROTTLED = {
+    "name": "Too many failed attempts for this name. Wait 15 minutes and try again.",
+    "client": "Too many failed attempts from this address. Wait 15 minutes and try again.",
+    "overall": "Too many failed sign-ins on this console. Wait 15 minutes and try again.",
+}
+
+
 @router.post("/login")
 def login(
     request: Request,
@@ -90,16 +98,18 @@ def login(
     state = console(request)
     name, secret, target = (username or "").strip(), password or "", safe_next(next_field)
     now = state.now()
-    if state.throttle.locked(name, now):
-        audit_sign_in(request, name, ok=False, reason="too many failed attempts")
-        error = "Too many failed attempts for this name. Wait 15 minutes and try again."
+    client = client_address(request)
+    refusal = state.throttle.refusal(name, client, now)
+    if refusal is not None:
+        audit_sign_in(request, name, ok=False, reason=f"too many failed attempts ({refusal})")
+        error = _THROTTLED[refusal]
     elif name and secret and state.accounts.verify(name, secret):
         state.throttle.succeeded(name)
         sign_in(request, name)
         audit_sign_in(request, name, ok=True, reason="password")
         return RedirectResponse(target, status_code=303)
     else:
-        state.throttle.failed(name, now)
+        state.throttle.failed(name, now, client)
         audit_sign_in(request, name, ok=False, reason="wrong name or password")
         error = "Wrong name or password."
     return render(
@@ -128,12 +138,14 @@ def queue_page(
     reviewer: PageReviewer,
     reason_code: str | None = None,
     queue: str | None = None,
+    search: str | None = None,
 ) -> Response:
     queue_data = reports.review_queue(
         _store(request),
-        console(request).now(),
+        console(request).business_now(),
         reason_code=reason_code or None,
         queue=queue or None,
+        search=(search or "").strip()[:200] or None,
     )
     rules = policy_rules()
     return render(
@@ -145,6 +157,7 @@ def queue_page(
         queues=list(rules.queues),
         selected_reason=reason_code or "",
         selected_queue=queue or "",
+        search=(search or "").strip()[:200],
     )
 
 
@@ -187,7 +200,7 @@ def _case_page(
     )
 
 
-@router.get("/cases/{email_id}")
+@router.get("/cases/{email_id:path}")
 def case_page(request: Request, email_id: str, reviewer: PageReviewer) -> Response:
     return _case_page(request, reviewer, email_id)
 
@@ -209,8 +222,13 @@ def _decide(
     if outcome.result == "not_found":
         raise HTTPException(status_code=404, detail=outcome.message)
     if outcome.applied:
-        flash(request, "ok", outcome.message)
-        return RedirectResponse(f"/cases/{quote(email_id, safe='')}", status_code=303)
+        # On to the next draft that waits (oldest first); the queue when none is left.
+        upcoming = next((case.email_id for case in _store(request).pending_reviews()
+                         if case.email_id != email_id), None)
+        flash(request, "ok", outcome.message + (
+            " Next, the oldest draft still waiting:" if upcoming else " No other draft waits."))
+        target = f"/cases/{quote(upcoming, safe='')}" if upcoming else "/queue"
+        return RedirectResponse(target, status_code=303)
     return _case_page(
         request,
         reviewer,
@@ -222,7 +240,7 @@ def _decide(
     )
 
 
-@router.post("/cases/{email_id}/approve")
+@router.post("/cases/{email_id:path}/approve")
 def approve(
     request: Request,
     email_id: str,
@@ -234,7 +252,7 @@ def approve(
     return _decide(request, reviewer, email_id, review_token, Decision("approve", reviewer.name))
 
 
-@router.post("/cases/{email_id}/edit")
+@router.post("/cases/{email_id:path}/edit")
 def edit(
     request: Request,
     email_id: str,
@@ -256,7 +274,7 @@ def edit(
     )
 
 
-@router.post("/cases/{email_id}/reject")
+@router.post("/cases/{email_id:path}/reject")
 def reject(
     request: Request,
     email_id: str,
@@ -278,7 +296,7 @@ def reject(
     )
 
 
-@router.post("/cases/{email_id}/escalate")
+@router.post("/cases/{email_id:path}/escalate")
 def escalate(
     request: Request,
     email_id: str,

@@ -27,10 +27,17 @@ DECISION_KINDS: tuple[str, ...] = ("approve", "edit", "reject", "escalate")
 
 
 def review_queue(
-    store: CaseStore, now: datetime, *, reason_code: str | None = None, queue: str | None = None
+    store: CaseStore,
+    now: datetime,
+    *,
+    reason_code: str | None = None,
+    queue: str | None = None,
+    search: str | None = None,
 ) -> ReviewQueue:
-    """Pending reviews, oldest first, optionally only one reason code and/or queue."""
+    """Pending reviews, oldest first, optionally only one reason code and/or queue, and only
+    those whose sender (address or name) or subject contains ``search`` (any letter case)."""
     pending = store.pending_reviews()
+    wanted = " ".join((search or "").split()).casefold()
     items = []
     for case in pending:
         case_queue = team_queue(case)
@@ -39,6 +46,9 @@ def review_queue(
         if queue and case_queue != queue:
             continue
         email = case.email
+        if wanted and not any(wanted in " ".join(text.split()).casefold() for text in (
+                case.sender, email.sender_name if email else "", email.subject if email else "")):
+            continue
         items.append(
             QueueItem(
                 email_id=case.email_id,

@@ -17,6 +17,7 @@ from mediavault.graph.context import ConfigurationError, Context
 
 REVIEWERS_FILE_NAME = "reviewers.json"
 SECRET_FILE_NAME = "console_secret"
+SESSIONS_FILE_NAME = "console_sessions.json"
 #: A session signed with a shorter secret could be forged by brute force.
 MIN_SECRET_CHARS = 32
 DEFAULT_SESSION_HOURS = 8
@@ -88,8 +89,18 @@ class ConsoleSettings:
     session_max_age_seconds: int = DEFAULT_SESSION_HOURS * 3600
     #: Failed sign-ins per reviewer name before sign-in is refused for ``lockout_seconds``.
     max_failed_sign_ins: int = 5
+    #: The same, per client address (one password tried across many names) and overall.
+    max_failed_sign_ins_per_client: int = 20
+    max_failed_sign_ins_overall: int = 100
+    #: Server-side record of live sessions (default: in the home directory).
+    sessions_path: Path | None = None
     lockout_seconds: int = 15 * 60
     clock: Callable[[], datetime] = field(default=_utc_now, compare=False, repr=False)
+
+    @property
+    def live_sessions_path(self) -> Path:
+        """Where the console records its live sessions (owner-only, no cookie values)."""
+        return self.sessions_path or self.context.home / SESSIONS_FILE_NAME
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < MIN_SECRET_CHARS:

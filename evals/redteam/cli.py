@@ -18,6 +18,8 @@ from rich.text import Text
 #: Exit status when at least one attack achieved its goal.
 EXIT_ATTACK_SUCCEEDED = 1
 EXIT_BAD_INPUT = 2
+#: Without a terminal (a CI log), one progress line per this many runs.
+PROGRESS_EVERY = 25
 
 
 def redteam_command(
@@ -43,6 +45,36 @@ def redteam_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every run as it finishes.")
     ] = False,
+    draft_payloads: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--draft-payloads",
+            help="Score draft payload files (JSON Lines: id, class, field, text) instead of "
+            "the attack suite: per class, how many ended in a valid draft, then an end-to-end "
+            "run with a compromised model and review off. Repeat for several files.",
+        ),
+    ] = None,
+    end_to_end: Annotated[
+        bool,
+        typer.Option("--end-to-end/--no-end-to-end",
+                     help="With --draft-payloads: also run every payload through the graph."),
+    ] = True,
+    honest_drafts: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--honest-drafts",
+            help="With --draft-payloads: also run this labelled eval set (demo database) and "
+            "count the honest drafts the output checks refused. Repeat for several.",
+        ),
+    ] = None,
+    honest_db: Annotated[
+        str | None,
+        typer.Option("--honest-db", help="Database for --honest-drafts (default: a demo "
+                     "database); with --as-of for the original Sakila."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Business date for --honest-db (YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Run the red-team suite: a compromised model attacks the real graph (writes, other
     customers' data, exfiltration through replies, skipped escalations, resource exhaustion,
@@ -56,11 +88,33 @@ def redteam_command(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
 
+    done = [0]
+    status = err.status("red team: starting", spinner="dots") if err.is_terminal else None
+
     def progress(line: str) -> None:
+        # The full run takes minutes: never silent. A terminal gets a live line; a log file
+        # gets a line every PROGRESS_EVERY runs (every run with --verbose).
+        done[0] += 1
         if verbose:
             err.print(Text(line, style="dim"))
+        elif status is not None:
+            status.update(f"red team: {done[0]} runs done · last: {line}")
+        elif done[0] % PROGRESS_EVERY == 0:
+            err.print(Text(f"red team: {done[0]} runs done", style="dim"))
 
-    report = run_redteam(workdir, full=not quick, progress=progress)
+    if draft_payloads:
+        from mediavault.evals.redteam.payload_report import run_payload_report
+
+        code = run_payload_report(
+            draft_payloads, end_to_end=end_to_end, honest=honest_drafts or [],
+            honest_db=honest_db, as_of=as_of, workdir=workdir, as_json=as_json,
+            progress=progress)
+        raise typer.Exit(code)
+    if status is not None:
+        with status:
+            report = run_redteam(workdir, full=not quick, progress=progress)
+    else:
+        report = run_redteam(workdir, full=not quick, progress=progress)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -221,6 +221,18 @@ def test_the_server_lists_the_email_triage_graph(dev_server: DevServer) -> None:
     assert {"ingest", "safety_check", "investigation_gate", "human_review", "finalize"} <= nodes
 
 
+def test_the_server_builds_the_input_and_output_schemas(dev_server: DevServer) -> None:
+    # Studio draws its input form from these; on Python 3.11 they need typing_extensions'
+    # TypedDict, and without them the server only logs that it could not build them.
+    assistant = dev_server.client().assistants.search(graph_id=GRAPH_ID)[0]
+    schemas = dev_server.client().assistants.get_schemas(assistant["assistant_id"])
+    assert schemas["input_schema"] and "email" in schemas["input_schema"]["properties"]
+    assert schemas["output_schema"]
+    assert {"outcome", "decision", "draft", "ticket", "gate_log"} <= set(
+        schemas["output_schema"]["properties"])
+    assert "typing_extensions.TypedDict" not in dev_server.log_tail()
+
+
 def test_a_sample_email_waits_for_review_then_is_approved(dev_server: DevServer) -> None:
     client = dev_server.client()
     thread = client.threads.create()

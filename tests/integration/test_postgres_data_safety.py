@@ -679,3 +679,56 @@ def test_agent_dsn_names_the_agent_role_without_a_password() -> None:
         "postgresql://admin:s3cret@db.internal:5433/sakila?sslmode=require", AGENT_ROLE
     )
     assert dsn == "postgresql://mediavault_agent@db.internal:5433/sakila?sslmode=require"
+
+
+# ------------------------------------------------------------------------- memory per query
+
+HOSTILE_MEMORY_QUERIES = [
+    "SELECT count(DISTINCT a.description || b.description) AS n FROM film a, film b",
+    "SELECT a.description || b.description AS x FROM film a, film b GROUP BY x",
+    "SELECT a.description, row_number() OVER (ORDER BY a.description || b.title) AS r "
+    "FROM film a, film b",
+    "SELECT a.description || b.description AS x FROM film a, film b ORDER BY x DESC",
+    "SELECT max(a.description || b.description || a.title) AS s FROM film a, film b",
+    "SELECT a.film_id FROM film a JOIN film b ON a.description || b.title = "
+    "b.description || a.title",
+]
+
+
+def _private_memory_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return sum(int(line.split()[1]) for line in status.splitlines()
+               if line.startswith(("RssAnon:", "VmSwap:")))
+
+
+@pytest.mark.parametrize("query", HOSTILE_MEMORY_QUERIES)
+def test_a_guard_approved_query_holds_at_most_64_mb_on_postgres(
+    session: ScopedSession, query: str
+) -> None:
+    import threading
+
+    from mediavault.tools.business_db.sql_guard import guard_sql
+
+    guard_sql(query, dialect="postgres", max_rows=100)  # the guard lets it through
+    pid = session._connection.connection.info.backend_pid  # type: ignore[attr-defined]
+    baseline = _private_memory_kib(pid)
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _private_memory_kib(pid))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        session.run_query(query)
+    except DataAccessRefused:
+        pass  # stopped by the time budget or a cap: what it held until then still counts
+    finally:
+        stop.set()
+        sampler.join()
+    grown_mb = (peak[0] - baseline) / 1024
+    print(f"postgres backend grew {grown_mb:.1f} MB")
+    assert grown_mb <= 64, f"the backend held {grown_mb:.0f} MB more for {query!r}"

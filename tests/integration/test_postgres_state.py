@@ -288,6 +288,20 @@ def test_a_review_is_resumed_by_another_process_from_postgres_checkpoints(
     case = PostgresCaseStore(state_dsn).get_case("pg-review-1")
     assert case is not None and case.status == "approved"
     assert [review.reviewer for review in case.reviews] == ["sam"]
+    # A third machine shows the evidence in full (the rows live with the thread's Postgres
+    # checkpoints) and a trace; its own audit log is empty, so the trace comes from the
+    # checkpoint: the gate's verdicts and the decision.
+    third = run(
+        "from mediavault.agent.ops.review_desk import show_case\n"
+        "case = show_case('pg-review-1')\n"
+        "query = next(item for item in case.evidence if item.sql)\n"
+        "print(len(query.rows) == query.row_count > 0, query.sql.endswith('LIMIT 100'),"
+        " case.trace[-1].kind, sum(step.verdict == 'allow' for step in case.trace))",
+        str(tmp_path / "machine-3"),
+    )
+    first_word, full_sql, last_step, allowed = third.split()
+    assert (first_word, full_sql, last_step) == ("True", "True", "decision")
+    assert int(allowed) >= 2
     assert not (tmp_path / "machine-1" / "checkpoints.sqlite").exists()
     with open_checkpointer(Context(home=tmp_path, state_db=state_dsn)) as saver:
         assert type(saver).__name__ == "PostgresSaver"

@@ -150,16 +150,32 @@ def test_a_reviewer_works_through_the_queue_in_chromium(
             )
             expect(page.locator("tr[data-email-id]")).to_have_count(len(waiting))
 
-            # Approve a draft from the queue.
+            # Search the queue by sender and by subject.
+            page.fill("input[name=search]", "GRACE.kim@")
+            page.click("text=Filter")
+            expect(page.locator("tr[data-email-id]")).to_have_count(1)
+            expect(page.locator("tr[data-email-id='msg-009']")).to_be_visible()
+            page.goto(f"{url}/queue?search=stock")
+            expect(page.locator("tr[data-email-id='msg-009']")).to_be_visible()
+            page.goto(f"{url}/queue")
+
+            # Approve a draft from the queue: the next waiting draft opens.
             page.click("tr[data-email-id='msg-003'] a")
             expect(page.get_by_test_id("case-status")).to_have_text("awaiting review")
             page.click("button.approve")
-            expect(page.locator(".flash.ok")).to_contain_text("approved by alice")
+            expect(page.locator(".flash.ok")).to_contain_text("msg-003 approved by alice")
+            expect(page).not_to_have_url(f"{url}/cases/msg-003")
+            expect(page.get_by_test_id("case-status")).to_have_text("awaiting review")
+            page.goto(f"{url}/cases/msg-003")
             expect(page.get_by_test_id("case-status")).to_have_text("approved")
 
             # Edit a draft to promise something: refused, reasons next to the kept text.
             page.goto(f"{url}/cases/msg-007")
             expect(page.get_by_test_id("evidence")).to_contain_text("my_rentals")
+            # The rows the draft rests on and the run's steps, beside the draft.
+            expect(page.get_by_test_id("query-rows").first).to_contain_text("rental_date")
+            expect(page.get_by_test_id("trace")).to_contain_text("safety check")
+            expect(page.get_by_test_id("trace")).to_contain_text("draft v1 written")
             page.screenshot(path=str(tmp_path / "case_page.png"), full_page=True)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "review_console_case.png"), full_page=True)

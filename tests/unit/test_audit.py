@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from mediavault.agent.stores import audit as audit_module
 from mediavault.agent.stores.audit import (
     GENESIS_HASH,
     AuditAction,
@@ -454,11 +457,99 @@ def test_a_log_is_keyed_from_its_first_line_or_never(
     assert len(read_lines(log_path)) == 1
 
 
-def test_appending_after_a_half_written_line_is_refused(log_path: Path) -> None:
-    write_events(log_path, 2)
-    log_path.write_bytes(log_path.read_bytes()[:-10])
-    with pytest.raises(AuditLogError, match="incomplete"):
-        AuditLog(log_path).append("case.outcome", outcome="success")
+class FullDisk:
+    """``os.write`` for the audit module that writes ``allowed`` bytes, then fails ENOSPC."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        self.real = os.write
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if self.allowed <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self.real(fd, bytes(data)[: self.allowed])
+        self.allowed -= written
+        return written
+
+
+def tear_an_append(log: AuditLog, monkeypatch: pytest.MonkeyPatch, allowed: int = 40) -> None:
+    """One append that a full disk interrupts after ``allowed`` bytes."""
+    with monkeypatch.context() as full, pytest.raises(OSError, match="No space left"):
+        full.setattr(audit_module.os, "write", FullDisk(allowed))
+        log.append("case.outcome", outcome="success", event_id="torn-event")
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_a_write_a_full_disk_tore_is_moved_aside_and_the_log_continues(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch, key: bytes | None
+) -> None:
+    log = write_events(log_path, 3, key=key)
+    tear_an_append(log, monkeypatch)
+    torn = log_path.read_bytes()[-40:]
+    intact = len(log_path.read_bytes()) - 40
+    before = verify_audit_log(log_path, key=key)
+    assert (before.ok, before.torn_tail, before.first_broken_line) == (False, True, 4)
+    assert "torn: an interrupted write" in (before.problem or "")
+
+    # The next writer (any process, any instance) recovers and goes on.
+    event = AuditLog(log_path, key=key).append("case.outcome", outcome="success",
+                                               event_id="torn-event")
+    assert event is not None
+    actions = [e.action for e in read_events(log_path)]
+    assert actions == ["tool.execution"] * 3 + ["audit.recovered", "case.outcome"]
+    kept = log_path.with_name(f"{log_path.name}.torn-{intact}")
+    assert kept.read_bytes() == torn
+    assert kept.stat().st_mode & 0o077 == 0
+    after = verify_audit_log(log_path, key=key)
+    assert after.ok and not after.torn_tail
+    assert len(after.recovered) == 1 and kept.name in after.recovered[0]
+    assert "recovered, not tampering" in after.summary
+
+
+def test_recovery_on_start_needs_no_append(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = write_events(log_path, 2, key=KEY)
+    tear_an_append(log, monkeypatch, allowed=7)
+    recovered = AuditLog(log_path, key=KEY).recover_torn_tail()
+    assert recovered is not None and recovered.action == "audit.recovered"
+    assert recovered.details["torn_bytes"] == 7
+    assert AuditLog(log_path, key=KEY).recover_torn_tail() is None  # nothing left to do
+    assert verify_audit_log(log_path, key=KEY).ok
+
+
+def test_a_recovery_event_the_full_disk_also_lost_is_written_on_the_next_start(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = write_events(log_path, 2)
+    tear_an_append(log, monkeypatch)
+    with monkeypatch.context() as full, pytest.raises(OSError):
+        full.setattr(audit_module.os, "write", FullDisk(0))  # still full: no event fits
+        AuditLog(log_path).recover_torn_tail()
+    assert AuditLog(log_path).recover_torn_tail() is not None
+    assert [e.action for e in read_events(log_path)][-1] == "audit.recovered"
+    assert verify_audit_log(log_path).ok
+
+
+def test_a_line_cut_after_it_was_recorded_is_tampering_not_a_tear(log_path: Path) -> None:
+    write_events(log_path, 3, key=KEY)
+    cut = log_path.read_bytes()[:-20]
+    log_path.write_bytes(cut)
+    with pytest.raises(AuditLogError, match="cut short after it was recorded"):
+        AuditLog(log_path, key=KEY).append("case.outcome", outcome="success")
+    assert log_path.read_bytes() == cut  # nothing moved, nothing written
+    result = verify_audit_log(log_path, key=KEY)
+    assert not result.ok and not result.torn_tail
+    assert "cut short after it was recorded" in (result.problem or "")
+
+
+def test_tampering_elsewhere_still_fails_after_a_recovery(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = write_events(log_path, 3, key=KEY)
+    tear_an_append(log, monkeypatch)
+    AuditLog(log_path, key=KEY).recover_torn_tail()
+    edit_line(log_path, 2, {"actor": "j.doe"})
+    result = verify_audit_log(log_path, key=KEY)
+    assert (result.ok, result.first_broken_line) == (False, 2)
 
 
 # -- concurrency -----------------------------------------------------------------------------

@@ -284,17 +284,15 @@ def test_studio_starts_langgraph_dev_without_a_browser_on_a_free_port(
 ) -> None:
     launched: dict[str, Any] = {}
 
-    class Finished:
-        returncode = 0
-
-    def fake_run(command: list[str], **options: Any) -> Finished:
+    def fake_serve(command: list[str], **options: Any) -> int:
         launched.update(command=command, **options)
-        return Finished()
+        return 0
 
     monkeypatch.setattr(
         "mediavault.agent.cli.studio.find_langgraph_cli", lambda: "/opt/bin/langgraph"
     )
-    monkeypatch.setattr("mediavault.agent.cli.studio.subprocess.run", fake_run)
+    # tests/unit/test_studio_stop.py runs a stand-in server and stops it with signals.
+    monkeypatch.setattr("mediavault.agent.cli.studio.serve_until_stopped", fake_serve)
     result = run("studio", "--model", "rules")
     assert result.exit_code == 0, result.output
     command = launched["command"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 import sqlite3
 from contextlib import closing
 from email.message import EmailMessage
@@ -11,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
-import mediavault.agent.cli.triage as cli_triage
 from mediavault.agent.mail.csv_inbox import read_inbox_csv
 from mediavault.agent.stores.audit import verify_audit_log
 from mediavault.cli import app
@@ -95,7 +94,7 @@ def test_every_format_is_triaged_and_each_bad_email_is_one_line(
     db: Path, mediavault_home: Path, mixed_inbox: dict[str, Path]
 ) -> None:
     paths = [str(p) for p in mixed_inbox.values()]
-    code, out, err = triage(*paths, "--json")
+    code, out, err = triage(*paths, "--json", "--authserv-id", "mx.mediavault.example")
     assert code == 1, err
     report = json.loads(out)
     by_id = {e["email_id"]: e for e in report["emails"]}
@@ -131,13 +130,59 @@ def test_raw_mail_without_dmarc_pass_gets_no_account_access(
     (tmp_path / "verified.eml").write_bytes(as_mail(email, "v@mail.example", dmarc=True))
     (tmp_path / "unverified.eml").write_bytes(as_mail(email, "u@mail.example"))
     code, out, err = triage(str(tmp_path / "verified.eml"), str(tmp_path / "unverified.eml"),
-                            "--json")
+                            "--json", "--authserv-id", "mx.mediavault.example")
     assert code == 0, err
     flags = {e["email_id"]: e["sender_verified"] for e in json.loads(out)["emails"]}
     assert flags == {"v@mail.example": True, "u@mail.example": False}
     recorded = cases(mediavault_home)
     assert recorded["v@mail.example"]["customer_id"] is not None
     assert recorded["u@mail.example"]["customer_id"] is None
+
+
+def test_a_forged_authentication_results_header_verifies_nobody_without_an_authserv_id(
+    db: Path, mediavault_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The spoofer writes the header the receiving server would have written; when no
+    # receiving server is configured nothing vouches for the address: catalog data only.
+    email = SAMPLE["msg-011"]
+    (tmp_path / "forged.eml").write_bytes(as_mail(email, "forged@mail.example", dmarc=True))
+    code, out, err = triage(str(tmp_path / "forged.eml"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["emails"][0]["sender_verified"] is False
+    assert cases(mediavault_home)["forged@mail.example"]["customer_id"] is None
+    # Naming the server (here through the environment) is what makes its header count.
+    monkeypatch.setenv("MEDIAVAULT_AUTHSERV_ID", "relay.example, mx.mediavault.example")
+    (tmp_path / "real.eml").write_bytes(as_mail(email, "real@mail.example", dmarc=True))
+    code, out, err = triage(str(tmp_path / "real.eml"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["emails"][0]["sender_verified"] is True
+
+
+@pytest.mark.parametrize("from_bytes", [
+    b"Ana <an\xe9@exampl\xff.com>",           # Latin-1 bytes inside the address
+    b"\xff\xfe <ana\x80@example.com>",         # invalid UTF-8 in name and address
+])
+def test_one_poison_email_does_not_stop_the_batch(
+    db: Path, mediavault_home: Path, tmp_path: Path, from_bytes: bytes
+) -> None:
+    poison = tmp_path / "a-poison.eml"
+    poison.write_bytes(b"From: " + from_bytes + b"\r\nSubject: hi\r\nMessage-ID: <p1@x>\r\n"
+                       b"\r\nWhen is my film due?\r\n")
+    good = tmp_path / "b-good.eml"
+    good.write_bytes(as_mail(SAMPLE["msg-011"], "good@mail.example"))
+    for _ in range(2):  # the same on every run
+        code, out, err = triage(str(poison), str(good), "--json")
+        assert code == 1, err
+        report = json.loads(out)
+        assert [e["email_id"] for e in report["emails"]] == ["good@mail.example"]
+        assert report["emails"][0]["status"] != "failed"
+        assert report["failures"] == [{
+            "source": str(poison), "kind": "missing_sender",
+            "message": report["failures"][0]["message"]}]
+        assert "not UTF-8" in report["failures"][0]["message"]
+        assert "UnicodeEncodeError" not in err
+    assert set(cases(mediavault_home)) == {"good@mail.example"}
+    assert verify_audit_log(mediavault_home / "audit.jsonl").ok
 
 
 def test_operators_choose_whom_to_trust(db: Path, mediavault_home: Path, tmp_path: Path) -> None:
@@ -192,7 +237,6 @@ def test_the_summary_table_counts_statuses_and_failure_kinds(
     db: Path, mediavault_home: Path, mixed_inbox: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli_triage, "console", Console(width=200))
     code, out, _ = triage(*[str(p) for p in mixed_inbox.values()])
     assert code == 1
     assert "Triage outcomes" in out and "Summary" in out
@@ -206,7 +250,6 @@ def test_the_summary_table_counts_statuses_and_failure_kinds(
 def test_an_emails_own_words_are_never_terminal_markup_or_escapes(
     db: Path, mediavault_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_triage, "console", Console(width=200))
     csv_path = tmp_path / "desk.csv"
     subject = "[bold red]URGENT[/bold red] \x1b[2Jhi"
     csv_path.write_text(HEADER + f'x1,2026-03-01T09:00:00Z,a@example.com,"{subject}",Hello\n'
@@ -264,3 +307,43 @@ def test_an_inbox_with_nothing_readable_writes_nothing(
     assert err.count("\n") == 1 and "missing required column(s) email_id, received_at" in err
     assert not (mediavault_home / "cases.sqlite").exists()
     assert not (mediavault_home / "checkpoints.sqlite").exists()
+
+
+def test_output_to_a_file_or_pipe_is_never_folded_mid_word(
+    db: Path, mediavault_home: Path, tmp_path: Path
+) -> None:
+    # Rich folds tables at 80 columns when stdout is not a terminal; ours stay whole.
+    subject = "A rather long subject line about the late fee on Midnight Orchard and two others"
+    csv_path = tmp_path / "desk.csv"
+    csv_path.write_text(HEADER + f"long-1,2026-03-01T09:00:00Z,{SAMPLE['msg-005'].sender},"
+                        f'"{subject}","{SAMPLE["msg-005"].body}"\n')
+    code, out, _ = triage(str(csv_path))
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "long-1" in line)
+    assert subject[:60] in row and "fee_waiver_request" in row
+    assert all(line == line.rstrip() for line in out.splitlines())
+
+
+def test_the_progress_total_counts_only_the_runs_limit_allows(
+    db: Path, mediavault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import mediavault.agent.cli.triage as cli_triage
+
+    def progress_totals(*args: str) -> set[str]:
+        screen = io.StringIO()
+        monkeypatch.setattr(cli_triage, "err_console",
+                            Console(file=screen, force_terminal=True, width=120))
+        code, _, _ = triage(str(INBOX), *args)
+        assert code == 0
+        return set(re.findall(r"\b\d+/(\d+)\b", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "",
+                                                        screen.getvalue())))
+
+    assert progress_totals("--limit", "2") == {"2"}
+    # Two emails are recorded now: they do not count against the limit, so the total grows
+    # from 3 to 5 as they come back, and never shows all 16 emails of the inbox.
+    totals = progress_totals("--limit", "3")
+    assert "5" in totals and totals <= {"3", "4", "5"}

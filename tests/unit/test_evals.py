@@ -270,3 +270,23 @@ def test_the_report_files_hold_results_summary_and_plots(
     for plot in ("Route confusion matrix", "Accuracy per reason code", "Latency distribution"):
         assert re.search(rf"<img alt='{plot}' src='data:image/png;base64,[A-Za-z0-9+/]+=*'>",
                          page), plot
+
+
+@pytest.mark.parametrize("which", ["demo", "sakila"])
+def test_the_readme_quotes_todays_figures(which: str, request: pytest.FixtureRequest) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    scored: ScoredRun = request.getfixturevalue(f"{which}_run")
+    summary = scored.summary
+    if which == "demo":
+        quoted = re.search(r"On the (\d+) demo cases\s+\(`mediavault eval`\) it passes (\d+)",
+                           readme)
+    else:
+        quoted = re.search(r"On the (\d+) cases\s+for the original Sakila it passes all (\d+)",
+                           readme)
+    assert quoted, "the README no longer quotes the rules model's eval figures"
+    assert (int(quoted.group(1)), int(quoted.group(2))) == (
+        summary["cases"], summary["passed_runs"]), _failures(scored)
+    if which == "demo":
+        failing = [case.id for case, _o, _s in scored.failing()]
+        assert all(f"`{case_id}`" in readme for case_id in failing)
+        assert summary["routing_accuracy"] == 1.0  # "every queue is right"

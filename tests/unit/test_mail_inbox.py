@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from pydantic import ValidationError
 
 from mediavault.agent.mail.mailboxes import (
     FAILURE_KINDS,
@@ -17,12 +18,13 @@ from mediavault.agent.mail.mailboxes import (
     InboxItem,
     InboxPathError,
     InboxProblem,
+    MailReadError,
     ReadOptions,
     detect_format,
     email_from_bytes,
     read_inboxes,
 )
-from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER
+from mediavault.graph.inbound_email import MAX_BODY_CHARS, TRUNCATION_MARKER, InboundEmail
 
 HEADER = "email_id,received_at,from,subject,body\n"
 PASS = ("mx.mediavault.example; spf=pass smtp.mailfrom=example.com; "
@@ -72,7 +74,7 @@ def kinds(problems: list[InboxProblem]) -> list[str]:
 def test_an_eml_file_becomes_an_email_with_its_message_id_sender_and_date(tmp_path: Path) -> None:
     path = tmp_path / "one.eml"
     path.write_bytes(mail(auth=[PASS], extra={"In-Reply-To": "<older@mediavault.example>"}))
-    (item,), problems = read_all(path)
+    (item,), problems = read_all(path, authserv_ids=("mx.mediavault.example",))
     assert problems == []
     email = item.email
     assert (email.email_id, email.message_id) == ("m1@example.com", "m1@example.com")
@@ -199,13 +201,26 @@ def test_a_maildir_reads_new_and_current_mail(tmp_path: Path) -> None:
 def test_raw_mail_is_verified_only_by_the_receiving_servers_dmarc_pass(
     auth: list[str], verified: bool
 ) -> None:
-    assert email_from_bytes(mail(auth=auth)).sender_verified is verified
+    trusted = ReadOptions(authserv_ids=("mx.mediavault.example",))
+    assert email_from_bytes(mail(auth=auth), trusted).sender_verified is verified
+
+
+@pytest.mark.parametrize("forged", [
+    "mx.mediavault.example; dmarc=pass header.from=example.com",  # our server's name, forged
+    "mx.attacker.example; dmarc=pass header.from=example.com",
+])
+def test_without_a_configured_receiving_server_no_header_verifies_a_sender(forged: str) -> None:
+    # RFC 8601 section 5: a receiving server that adds no header of its own leaves whatever
+    # the sender wrote on top, so nothing is believed until the operator names the server.
+    assert email_from_bytes(mail(auth=[forged])).sender_verified is False
+    assert email_from_bytes(mail(auth=[forged]), ReadOptions(authserv_ids=())).sender_verified \
+        is False
 
 
 def test_only_named_receiving_servers_are_trusted_when_given() -> None:
     forged_on_top = mail(auth=["mx.attacker.example; dmarc=pass header.from=example.com"])
     trusted = ReadOptions(authserv_ids=("mx.mediavault.example",))
-    assert email_from_bytes(forged_on_top).sender_verified is True  # topmost header counts
+    assert email_from_bytes(forged_on_top).sender_verified is False
     assert email_from_bytes(forged_on_top, trusted).sender_verified is False
     ours_below = mail(auth=["relay.example; dmarc=fail", PASS])
     assert email_from_bytes(ours_below, trusted).sender_verified is True
@@ -360,3 +375,25 @@ def test_a_path_that_does_not_exist_refuses_the_whole_run(tmp_path: Path) -> Non
 
 def test_every_failure_kind_is_described() -> None:
     assert tuple(FAILURE_KINDS) == get_args(FailureKind)
+
+
+# ------------------------------------------------------------------ text no store can write
+
+
+@pytest.mark.parametrize("raw_from", [b"Ana <an\xe9@exampl\xff.com>", b"<ana\x80@example.com>"])
+def test_a_from_address_with_undecodable_bytes_is_a_missing_sender(raw_from: bytes) -> None:
+    raw = b"From: " + raw_from + b"\r\nSubject: hi\r\nMessage-ID: <p1@x>\r\n\r\nWhen is it due?\r\n"
+    with pytest.raises(MailReadError) as refused:
+        email_from_bytes(raw)
+    assert refused.value.kind == "missing_sender"
+    assert "not UTF-8" in str(refused.value)
+
+
+def test_the_email_model_refuses_text_no_store_can_write() -> None:
+    fields = {"email_id": "e-1", "received_at": "2026-03-01T09:00:00Z", "from": "a@example.com"}
+    for field, value in (("from", "an\udce9@example.com"), ("email_id", "e\udcff"),
+                         ("body", "caf\udce9"), ("email_id", "e\x00")):
+        with pytest.raises(ValidationError):
+            InboundEmail.model_validate({**fields, field: value})
+    kept = InboundEmail.model_validate({**fields, "body": "a\x00b", "subject": "s\x00"})
+    assert (kept.body, kept.subject) == ("a\ufffdb", "s\ufffd")

@@ -23,7 +23,7 @@ def test_the_wheel_carries_its_data_and_works_outside_the_checkout(tmp_path: Pat
     for data in ("policies/mediavault_policies.md", "policies/policy_rules.toml",
                  "agent/web/templates/case.html", "evals/datasets/demo.jsonl",
                  "policies/risk_rules.toml", "skills/email-triage/SKILL.md",
-                 "tools/business_db/sakila_schema.sql"):
+                 "tools/business_db/sakila_schema.sql", "agent/mail/sample_inbox.csv"):
         assert f"mediavault/{data}" in names
     # One import root: nothing but the mediavault package (and its metadata) at the top.
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"mediavault"}

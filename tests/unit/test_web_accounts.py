@@ -123,6 +123,11 @@ def test_reviewer_commands_manage_accounts(mediavault_home: Path) -> None:
     assert accounts.verify("sam", "a new long secret")
     listed = runner.invoke(app, ["reviewers", "list"])
     assert listed.exit_code == 0 and listed.output.split() == ["sam"]
+    as_json = runner.invoke(app, ["reviewers", "list", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    [account] = json.loads(as_json.stdout)
+    assert account["name"] == "sam" and account["created_at"].startswith("20")
+    assert set(account) == {"name", "created_at"}  # never the password hash
     short = runner.invoke(app, ["reviewers", "add", "kim", "--password-stdin"], input="short\n")
     assert short.exit_code == 2
     assert "at least 10 characters" in short.output

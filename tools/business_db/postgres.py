@@ -164,6 +164,11 @@ class PostgresScopedConnection(DialectConnection):
             )
         )
         self.connection.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(budget_ms))
+        # Bounded memory per query whatever the role's defaults (the loader sets them too):
+        # sorts and hashes spill to temp files (capped by the role's temp_file_limit).
+        self.connection.execute(
+            "SET LOCAL work_mem = '4MB'; SET LOCAL hash_mem_multiplier = 1; "
+            "SET LOCAL max_parallel_workers_per_gather = 0")
 
     def _check_identity(self) -> frozenset[str]:
         if self.customer is None:

@@ -64,8 +64,8 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 5_000
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
 #: Memory defaults for every agent session; a session that raises them is refused.
 DEFAULT_WORK_MEM_KB = 4096
-DEFAULT_HASH_MEM_MULTIPLIER = 2
-DEFAULT_MAX_PARALLEL_WORKERS_PER_GATHER = 2
+DEFAULT_HASH_MEM_MULTIPLIER = 1
+DEFAULT_MAX_PARALLEL_WORKERS_PER_GATHER = 0
 
 
 @dataclass(frozen=True)
@@ -812,7 +812,9 @@ def _create_roles(
         ("max_parallel_workers_per_gather", str(limits.max_parallel_workers_per_gather)),
         ("default_transaction_read_only", "on"),
         ("search_path", "public"),
-        # Temporary files are how a runaway sort or join would fill a disk.
+        # Temporary files are how a runaway sort or join would fill a disk. Memory per query:
+        # each sort or hash step gets work_mem before it spills to those files, and no parallel
+        # workers multiply it (the session sets the same again).
         ("temp_file_limit", "64MB"),
     ):
         cursor.execute(f"ALTER ROLE {agent} IN DATABASE {db} SET {setting} = {_literal(value)}")

@@ -178,7 +178,8 @@ SQLITE_RULES = _DialectRules(
 #: Sample calls for every PostgreSQL function a query may use, in PostgreSQL's own names.
 #: Left out on purpose: anything that sleeps, reads files or settings, changes the session
 #: (set_config, current_setting), reaches other servers (dblink), touches large objects
-#: (lo_*), or builds huge values from a small query (repeat, lpad, rpad).
+#: (lo_*), or builds huge values from a small query (repeat, lpad, rpad, and string_agg, whose
+#: one value grows in the server's memory with every row of a cross join; no setting bounds it).
 _POSTGRES_FUNCTION_SAMPLES: dict[str, tuple[str, ...]] = {
     # aggregates
     "avg": ("avg(1)",),
@@ -187,7 +188,6 @@ _POSTGRES_FUNCTION_SAMPLES: dict[str, tuple[str, ...]] = {
     "count": ("count(1)", "count(*)"),
     "max": ("max(1)",),
     "min": ("min(1)",),
-    "string_agg": ("string_agg('a', ',')",),
     "sum": ("sum(1)",),
     # text and numbers
     "abs": ("abs(1)",),
@@ -260,7 +260,7 @@ POSTGRES_RULES = _DialectRules(
     table_function_prefixes=("lo_", "dblink"),
     collations=frozenset({"c", "posix", "default", "ucs_basic"}),
     examples="lower, substr, strpos, coalesce, round, now, date_trunc, extract, age, count, "
-    "sum, avg, string_agg",
+    "sum, avg",
     extra_nodes=frozenset({exp.ILike, exp.Interval}),
     keyword_parents=(exp.Collate, exp.Interval, exp.Extract, exp.TimestampTrunc),
     # Casts to types whose input functions look things up (regclass, regproc, ...) are out.

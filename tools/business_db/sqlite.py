@@ -140,6 +140,13 @@ SCOPE_DESCRIPTION: tuple[TableDescription, ...] = tuple(
 )
 
 
+#: What one guard-approved query may hold in memory: the page cache below, the sorter's
+#: in-memory runs (sized from it) and the capped result (MAX_RESULT_BYTES) stay well under it;
+#: a test measures the peak of hostile queries against this figure.
+SQL_MEMORY_BYTES = 64 * 1024 * 1024
+SQL_CACHE_KIB = 8 * 1024
+
+
 def _read_only_uri(path: Path) -> str:
     # as_uri() percent-encodes '?', '#', '%' and spaces, so no path can smuggle URI options.
     return f"{path.resolve().as_uri()}?mode=ro"
@@ -151,8 +158,13 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
         _read_only_uri(path), uri=True, isolation_level=None, check_same_thread=False
     )
     try:
-        # TEMP tables live in memory: nothing is written next to the database file.
-        conn.execute("PRAGMA temp_store = MEMORY")
+        # Memory per query stays bounded (see SQL_MEMORY_BYTES): sorts, DISTINCT, GROUP BY and
+        # window frames larger than the page cache spill to an anonymous temporary file in
+        # the system's temp directory (deleted on close, never next to the database file);
+        # TEMP tables live there too. The page cache is capped and nothing is memory-mapped.
+        conn.execute("PRAGMA temp_store = FILE")
+        conn.execute(f"PRAGMA cache_size = -{SQL_CACHE_KIB}")
+        conn.execute("PRAGMA mmap_size = 0")
         conn.execute("PRAGMA trusted_schema = OFF")
     except BaseException:
         conn.close()
