@@ -26,6 +26,8 @@ OPENAI_MAX_RETRIES = 3
 #: Environment variables that tune the hosted-model client (read when a model is built).
 MODEL_TIMEOUT_ENV = "MEDIAVAULT_MODEL_TIMEOUT"
 MODEL_MAX_RETRIES_ENV = "MEDIAVAULT_MODEL_MAX_RETRIES"
+#: A cap on the tokens one answer may have: a small local model can ramble for minutes.
+MODEL_MAX_TOKENS_ENV = "MEDIAVAULT_MODEL_MAX_TOKENS"
 
 
 def build_chat_model(name: str) -> BaseChatModel:
@@ -63,6 +65,14 @@ def _openai_model(model: str) -> BaseChatModel:
     }
     if base_url:
         options["base_url"] = base_url
+    max_tokens = model_max_tokens()
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+        if base_url:
+            # langchain-openai sends the limit as `max_completion_tokens`, which llama.cpp's
+            # server (and other OpenAI-compatible servers) ignore: without `max_tokens` too, a
+            # small model generated 7,000 tokens for one answer.
+            options["extra_body"] = {"max_tokens": max_tokens}
     return ChatOpenAI(**options)
 
 
@@ -93,6 +103,19 @@ def model_max_retries() -> int:
     if not re.fullmatch(r"[0-9]{1,2}", raw) or int(raw) > 10:
         raise ConfigurationError(
             f"{MODEL_MAX_RETRIES_ENV}={raw!r} is not a whole number of retries from 0 to 10"
+        )
+    return int(raw)
+
+
+def model_max_tokens() -> int | None:
+    """The most tokens one answer may have (``MEDIAVAULT_MODEL_MAX_TOKENS``; default: the
+    server's own limit)."""
+    raw = os.environ.get(MODEL_MAX_TOKENS_ENV, "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 16 <= int(raw) <= 100_000:
+        raise ConfigurationError(
+            f"{MODEL_MAX_TOKENS_ENV}={raw!r} is not a whole number of tokens from 16 to 100000"
         )
     return int(raw)
 

@@ -67,6 +67,8 @@ def real_model(
     # A 135M model on two cores answers in seconds; a hung request must not hang the suite.
     monkeypatch.setenv("MEDIAVAULT_MODEL_TIMEOUT", "120")
     monkeypatch.setenv("MEDIAVAULT_MODEL_MAX_RETRIES", "1")
+    # A rambling answer is cut where a decision or a draft would long be over.
+    monkeypatch.setenv("MEDIAVAULT_MODEL_MAX_TOKENS", "384")
     return local_model
 
 
