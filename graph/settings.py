@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     model_max_retries: int = _variable(
         "MEDIAVAULT_MODEL_MAX_RETRIES", "Retries with backoff for a hosted model (default 3).",
         default=3)
+    model_max_tokens: int | None = _variable(
+        "MEDIAVAULT_MODEL_MAX_TOKENS", "The most tokens one model answer may have (16 to "
+        "100000; default: the server's own limit); useful with small local models.")
     openai_api_key: SecretStr | None = _variable(
         "OPENAI_API_KEY", "API key for `openai:<model>`.")
     openai_base_url: str | None = _variable(
@@ -229,6 +232,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{cls.variable('model_max_retries')}={value!r} is not a whole "
                              "number of retries from 0 to 10")
         return int(value)
+
+    @field_validator("model_max_tokens", mode="before")
+    @classmethod
+    def _max_tokens(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]{1,6}", text) or not 16 <= int(text) <= 100_000:
+            raise ValueError(f"{cls.variable('model_max_tokens')}={value!r} is not a whole "
+                             "number of tokens from 16 to 100000")
+        return int(text)
 
     @field_validator("checkpoint_retention", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from mediavault.agent.cli.audit import audit_app
 from mediavault.agent.cli.cases import cases_app
 from mediavault.agent.cli.db import db_app
 from mediavault.agent.cli.errors import fail
+from mediavault.agent.cli.local_model import local_model_command
 from mediavault.agent.cli.mail import mail_app
 from mediavault.agent.cli.metrics import metrics_command
 from mediavault.agent.cli.prune import checkpoints_app, prune_command
@@ -45,6 +46,7 @@ app.add_typer(audit_app, name="audit")
 app.command(name="prune")(prune_command)
 app.add_typer(checkpoints_app, name="checkpoints")
 app.command(name="studio")(studio_command)
+app.command(name="local-model")(local_model_command)
 app.command(name="serve")(serve_command)
 app.add_typer(reviewers_app, name="reviewers")
 app.command(name="worker")(worker_command)

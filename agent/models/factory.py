@@ -25,6 +25,8 @@ OPENAI_MAX_RETRIES: int = Settings.model_fields["model_max_retries"].default
 #: Environment variables that tune the hosted-model client (read when a model is built).
 MODEL_TIMEOUT_ENV = Settings.variable("model_timeout")
 MODEL_MAX_RETRIES_ENV = Settings.variable("model_max_retries")
+#: A cap on the tokens one answer may have: a small local model can ramble for minutes.
+MODEL_MAX_TOKENS_ENV = Settings.variable("model_max_tokens")
 
 
 def build_chat_model(name: str) -> BaseChatModel:
@@ -63,6 +65,14 @@ def _openai_model(model: str) -> BaseChatModel:
     }
     if base_url:
         options["base_url"] = base_url
+    max_tokens = model_max_tokens()
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+        if base_url:
+            # langchain-openai sends the limit as `max_completion_tokens`, which llama.cpp's
+            # server (and other OpenAI-compatible servers) ignore: without `max_tokens` too, a
+            # small model generated 7,000 tokens for one answer.
+            options["extra_body"] = {"max_tokens": max_tokens}
     return ChatOpenAI(**options)
 
 
@@ -80,6 +90,12 @@ def model_max_retries() -> int:
     Zero turns retries off; more than 10 would keep an email waiting for minutes.
     """
     return load_settings().model_max_retries
+
+
+def model_max_tokens() -> int | None:
+    """The most tokens one answer may have (``MEDIAVAULT_MODEL_MAX_TOKENS``; default: the
+    server's own limit)."""
+    return load_settings().model_max_tokens
 
 
 def structured_output(model: BaseChatModel, schema: type[BaseModel]) -> Runnable[Any, Any]:

@@ -345,3 +345,16 @@ def test_client_settings_reach_the_openai_client(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("MEDIAVAULT_MODEL_MAX_RETRIES", "0")
     model = build_chat_model(f"openai:{MODEL_NAME}")
     assert (model.request_timeout, model.max_retries) == (2.5, 0)  # type: ignore[attr-defined]
+
+
+def test_an_answer_length_cap_reaches_servers_that_read_max_tokens(
+    serve: Callable[..., OpenAIStub], settings: Callable[[], Context],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # langchain-openai sends the cap as max_completion_tokens; llama.cpp's server reads only
+    # max_tokens and, without it, let a small model run on for thousands of tokens.
+    monkeypatch.setenv("MEDIAVAULT_MODEL_MAX_TOKENS", "64")
+    stub = serve()
+    triage_email(_inbox_email(RENTAL_STATUS), context=settings())
+    assert stub.requests
+    assert {r.body.get("max_tokens") for r in stub.requests} == {64}

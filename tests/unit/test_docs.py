@@ -39,6 +39,8 @@ NOT_RUN_FROM_THE_README: dict[tuple[str, ...], str] = {
     "same library function and checks the command's output and exit status",
     ("worker",): "needs a PostgreSQL server; tests/integration/test_postgres_workers.py runs "
     "several workers on a throwaway cluster",
+    ("local-model",): "starts a long-running llama.cpp server; tests/integration/"
+    "test_local_model.py starts the same server and drives the graph through it",
     ("mail", "watch"): "needs an IMAP server; tests/integration/test_real_mail.py runs it "
     "against a throwaway Dovecot",
     ("mail", "send"): "needs an SMTP server; tests/integration/test_real_mail.py sends through "
