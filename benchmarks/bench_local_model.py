@@ -47,6 +47,8 @@ def main() -> None:
     with LocalModelServer(threads=args.threads) as server:
         os.environ["OPENAI_BASE_URL"] = server.base_url
         os.environ.setdefault("MEDIAVAULT_MODEL_TIMEOUT", "300")
+        # Without a cap a 135M model can ramble for thousands of tokens (minutes) per answer.
+        os.environ.setdefault("MEDIAVAULT_MODEL_MAX_TOKENS", "384")
         for model in ("rules", f"openai:{MODEL_ALIAS}"):
             for name, group in groups.items():
                 started = time.perf_counter()
