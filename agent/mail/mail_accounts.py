@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mediavault.agent.mail.outbox import DEFAULT_FROM_ADDRESS
 from mediavault.graph.context import ConfigurationError
 from mediavault.graph.settings import Settings, load_settings
 
@@ -72,7 +73,7 @@ class SmtpAccount:
     password: str = field(repr=False)
     port: int = 587
     security: Security = "starttls"
-    from_address: str = "support@mediavault.example"
+    from_address: str = DEFAULT_FROM_ADDRESS
     ca_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -98,16 +99,12 @@ def imap_account_from_env(
 ) -> ImapAccount:
     """The IMAP account from ``MEDIAVAULT_IMAP_*`` (flags in ``overrides`` win when not None)."""
     settings = load_settings(environ)
-    values = _settings(settings, "imap", overrides)
-    security = str(values.get("security") or "tls")
-    _check_security(security, "MEDIAVAULT_IMAP_SECURITY")
-    default_port = 993 if security == "tls" else 143
+    server = _server(settings, "imap", overrides, default_security="tls", tls_port=993,
+                     starttls_port=143)
+    values = server.values
     return ImapAccount(
-        host=_required(values, "host", "MEDIAVAULT_IMAP_HOST"),
-        username=_required(values, "user", "MEDIAVAULT_IMAP_USER"),
-        password=_password(settings, "imap"),
-        port=_port(values.get("port"), default_port, "MEDIAVAULT_IMAP_PORT"),
-        security=security,  # type: ignore[arg-type]
+        host=server.host, username=server.username, password=server.password,
+        port=server.port, security=server.security,
         folder=str(values.get("folder") or "INBOX"),
         processed=str(values.get("processed") or "flag"),
         sent_folder=str(values.get("sent_folder") or "Sent"),
@@ -120,18 +117,42 @@ def smtp_account_from_env(
 ) -> SmtpAccount:
     """The SMTP account from ``MEDIAVAULT_SMTP_*`` (flags in ``overrides`` win when not None)."""
     settings = load_settings(environ)
-    values = _settings(settings, "smtp", overrides)
-    security = str(values.get("security") or "starttls")
-    _check_security(security, "MEDIAVAULT_SMTP_SECURITY")
-    default_port = 465 if security == "tls" else 587
+    server = _server(settings, "smtp", overrides, default_security="starttls", tls_port=465,
+                     starttls_port=587)
     return SmtpAccount(
-        host=_required(values, "host", "MEDIAVAULT_SMTP_HOST"),
-        username=_required(values, "user", "MEDIAVAULT_SMTP_USER"),
-        password=_password(settings, "smtp"),
-        port=_port(values.get("port"), default_port, "MEDIAVAULT_SMTP_PORT"),
-        security=security,  # type: ignore[arg-type]
-        from_address=settings.mail_from or "support@mediavault.example",
+        host=server.host, username=server.username, password=server.password,
+        port=server.port, security=server.security,
+        from_address=settings.mail_from or DEFAULT_FROM_ADDRESS,
         ca_file=_ca_file(settings, overrides),
+    )
+
+
+@dataclass(frozen=True)
+class _Server:
+    """What an IMAP and an SMTP account share: where, who, and how securely."""
+
+    values: dict[str, object]
+    host: str
+    username: str
+    password: str = field(repr=False)
+    port: int
+    security: Security
+
+
+def _server(settings: Settings, kind: str, overrides: Mapping[str, object], *,
+            default_security: Security, tls_port: int, starttls_port: int) -> _Server:
+    prefix = f"MEDIAVAULT_{kind.upper()}"
+    values = _settings(settings, kind, overrides)
+    security = str(values.get("security") or default_security)
+    _check_security(security, f"{prefix}_SECURITY")
+    return _Server(
+        values=values,
+        host=_required(values, "host", f"{prefix}_HOST"),
+        username=_required(values, "user", f"{prefix}_USER"),
+        password=_password(settings, kind),
+        port=_port(values.get("port"), tls_port if security == "tls" else starttls_port,
+                   f"{prefix}_PORT"),
+        security=security,  # type: ignore[arg-type]
     )
 
 
